@@ -1,0 +1,204 @@
+"""One flat, documented configuration for every trainer, plus presets and validation.
+
+A run is fully described by a :class:`Config`; it is saved in the run directory as JSON and can be
+loaded back (``reinforce train --config FILE`` takes JSON or TOML). Presets are named partial
+configs; per-environment defaults apply under the ``default`` preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An impossible or unknown setting; the CLI prints its message and exits with code 2."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- experiment -------------------------------------------------------------------------
+    env_id: str = "CartPole-v1"  # any discrete-action gymnasium id (LunarLander-v2 maps to v3)
+    seed: int = 0  # every random number of the run derives from it
+    num_seeds: int = 1  # seeds seed, seed+1, ... trained together (vmapped, compiled trainer)
+    trainer: str = "auto"  # compiled | host | notebook; auto = compiled when a JAX env exists
+    # --- network ----------------------------------------------------------------------------
+    hidden_sizes: tuple[int, ...] = (20, 20)  # the notebook's policy MLP
+    activation: str = "relu"  # relu | tanh
+    # --- returns and loss -------------------------------------------------------------------
+    gamma: float = 0.99  # discount, in (0, 1]
+    baseline: str = "none"  # none | mean (batch mean return) | value (learned V(s))
+    normalize_advantages: bool = False  # standardise G - b over the batch
+    entropy_coef: float = 0.0  # entropy bonus weight
+    value_coef: float = 0.5  # value-loss weight (baseline = value)
+    # --- optimiser --------------------------------------------------------------------------
+    learning_rate: float = 1e-3  # Adam step size
+    lr_schedule: str = "constant"  # constant | linear (decays to 0 over the run)
+    max_grad_norm: float = 0.0  # global-norm gradient clipping; 0 disables
+    # --- batched trainers (compiled and host) -----------------------------------------------
+    num_envs: int = 16  # parallel environments per seed
+    rollout_steps: int = 500  # steps per environment per update (the update's window)
+    total_steps: int = 2_000_000  # environment-step budget per seed
+    eval_every: int = 10  # updates between evaluations (one compiled chunk)
+    eval_episodes: int = 100  # episodes per evaluation
+    eval_greedy: bool = True  # greedy (argmax) evaluation; False samples actions
+    stop_when_solved: bool = False  # stop at the first evaluation meeting the solve check
+    # --- the notebook's procedure (trainer = notebook) --------------------------------------
+    num_episodes: int = 2500  # training episodes
+    buffer_size: int = 512  # transitions kept in the episode-returns memory
+    batch_size: int = 256  # transitions sampled per learn step
+    learn_steps_per_episode: int = 2  # learn steps after every episode
+    eval_every_episodes: int = 100  # episodes between evaluations
+    # --- bookkeeping ------------------------------------------------------------------------
+    preset: str = "default"  # the preset this config was built from (informational)
+    extra: dict[str, Any] = field(default_factory=dict)  # reserved for forward compatibility
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+# The notebook's hyperparameters and procedure (see README, "Deviations").
+NOTEBOOK = dict(
+    trainer="notebook",
+    hidden_sizes=(20, 20),
+    gamma=0.99,
+    learning_rate=1e-3,
+    baseline="none",
+    normalize_advantages=False,
+    entropy_coef=0.0,
+    max_grad_norm=0.0,
+    num_episodes=2500,
+    buffer_size=512,
+    batch_size=256,
+    learn_steps_per_episode=2,
+    eval_every_episodes=100,
+    eval_episodes=8,
+    eval_greedy=False,  # the notebook samples during evaluation too
+)
+
+# Defaults per environment under the `default` preset, chosen by measurement (README, benchmarks/).
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(
+        trainer="compiled",
+        num_envs=16,
+        rollout_steps=500,
+        learning_rate=1e-2,
+        baseline="mean",
+        normalize_advantages=True,
+        eval_every=5,
+    ),
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"default": {}, "notebook": NOTEBOOK}
+
+ENV_ALIASES = {"LunarLander-v2": "LunarLander-v3", "CartPole-v0": "CartPole-v1"}
+
+
+def resolve_env_id(env_id: str) -> tuple[str, str | None]:
+    """Map retired ids to current ones; returns ``(id, notice or None)``."""
+    if env_id in ENV_ALIASES:
+        new = ENV_ALIASES[env_id]
+        return new, f"notice: {env_id} is retired in gymnasium 1.x; using {new}"
+    return env_id, None
+
+
+def make_config(
+    env_id: str = "CartPole-v1", preset: str = "default", overrides: dict[str, Any] | None = None
+) -> Config:
+    """Build and validate the config for ``env_id`` from a preset and explicit overrides."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+    values: dict[str, Any] = {}
+    if preset == "default":
+        values.update(ENV_DEFAULTS.get(env_id, {}))
+    values.update(PRESETS[preset])
+    values.update(overrides or {})
+    values["env_id"] = env_id
+    values["preset"] = preset
+    return validate(from_dict(values))
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    """A :class:`Config` from a plain mapping (a saved ``config.json`` or a TOML file)."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+    values = dict(values)
+    if "hidden_sizes" in values:
+        try:
+            values["hidden_sizes"] = tuple(int(h) for h in values["hidden_sizes"])
+        except (TypeError, ValueError):
+            raise ConfigError("hidden_sizes must be a list of integers") from None
+    return Config(**values)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a mapping (not yet validated)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(
+            f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {e}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table/object of settings")
+    return data
+
+
+_CHOICES = {
+    "trainer": ("auto", "compiled", "host", "notebook"),
+    "activation": ("relu", "tanh"),
+    "baseline": ("none", "mean", "value"),
+    "lr_schedule": ("constant", "linear"),
+}
+_POSITIVE_INTS = (
+    "num_seeds", "num_envs", "rollout_steps", "total_steps", "eval_every", "eval_episodes",
+    "num_episodes", "buffer_size", "batch_size", "learn_steps_per_episode", "eval_every_episodes",
+)  # fmt: skip
+
+
+def validate(cfg: Config) -> Config:
+    """Reject impossible settings with one clear message (raises :class:`ConfigError`)."""
+    for name, choices in _CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(
+                f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}"
+            )
+    for name in _POSITIVE_INTS:
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    if not cfg.hidden_sizes or any(h <= 0 for h in cfg.hidden_sizes):
+        raise ConfigError(
+            f"hidden_sizes must be positive layer sizes, got {list(cfg.hidden_sizes)}"
+        )
+    if not 0.0 < cfg.gamma <= 1.0:
+        raise ConfigError(f"gamma must be in (0, 1], got {cfg.gamma}")
+    if not cfg.learning_rate > 0.0:
+        raise ConfigError(f"learning_rate must be positive, got {cfg.learning_rate}")
+    for name in ("entropy_coef", "value_coef", "max_grad_norm"):
+        if getattr(cfg, name) < 0.0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.batch_size > cfg.buffer_size:
+        raise ConfigError(
+            f"batch_size ({cfg.batch_size}) cannot exceed buffer_size ({cfg.buffer_size})"
+        )
+    if cfg.seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    return cfg

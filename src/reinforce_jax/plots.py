@@ -1,0 +1,98 @@
+"""Learning-curve figures (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over up to ``window`` points (NaNs ignored)."""
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        chunk = x[max(0, i - window + 1) : i + 1]
+        out[i] = np.nanmean(chunk) if np.isfinite(chunk).any() else np.nan
+    return out
+
+
+def _by_seed(
+    rows: list[dict[str, Any]], x: str, y: str
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    groups: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        if r.get(x) is not None:
+            v = r.get(y)
+            groups[int(r.get("seed", 0))].append((r[x], np.nan if v is None else v))
+    return {s: (np.array([a for a, _ in g], float), np.array([b for _, b in g], float))
+            for s, g in sorted(groups.items())}  # fmt: skip
+
+
+def _mean_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """Mean and 95% normal band of several curves, on the first curve's x grid."""
+    grid = curves[0][0]
+    ys = np.stack([np.interp(grid, cx, cy, left=np.nan, right=np.nan) for cx, cy in curves])
+    n = np.sum(np.isfinite(ys), axis=0)
+    mean = np.nanmean(ys, axis=0)
+    half = (
+        1.96 * np.nanstd(ys, axis=0, ddof=1 if len(curves) > 1 else 0) / np.sqrt(np.maximum(n, 1))
+    )
+    return grid, mean, mean - half, mean + half
+
+
+def plot_curves(
+    runs: Sequence[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]],
+    out: str | Path,
+    x: str = "env_steps",
+    title: str = "REINFORCE",
+    threshold: float | None = None,
+    window: int = 20,
+) -> Path:
+    """Draw ``(label, train_rows, eval_rows)`` runs: returns, moving average, evaluation points.
+
+    Several seeds in one run are drawn as their mean with a 95% band. ``out`` ends in .png or .svg.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for i, (label, train, evals) in enumerate(runs):
+        color = f"C{i}"
+        seeds = _by_seed(train, x, "episode_return")
+        if len(seeds) == 1:
+            ((sx, sy),) = seeds.values()
+            ax.plot(sx, sy, color=color, alpha=0.25, lw=0.8)
+            ax.plot(sx, moving_average(sy, window), color=color, lw=1.8,
+                    label=f"{label}: return ({window}-pt average)")  # fmt: skip
+        elif seeds:
+            smoothed = [(sx, moving_average(sy, window)) for sx, sy in seeds.values()]
+            gx, mean, lo, hi = _mean_band(smoothed)
+            ax.plot(gx, mean, color=color, lw=1.8, label=f"{label}: mean of {len(seeds)} seeds")
+            ax.fill_between(gx, lo, hi, color=color, alpha=0.2, lw=0)
+        eseeds = _by_seed(evals, x, "eval_mean")
+        if len(eseeds) == 1:
+            ((ex, ey),) = eseeds.values()
+            ax.plot(
+                ex, ey, "o", color=color, ms=4, mec="black", mew=0.5, label=f"{label}: evaluation"
+            )
+        elif eseeds:
+            gx, mean, lo, hi = _mean_band(list(eseeds.values()))
+            ax.errorbar(gx, mean, yerr=[mean - lo, hi - mean], fmt="o", color=color, ms=4,
+                        mec="black", mew=0.5, capsize=2, label=f"{label}: evaluation (95% CI)")  # fmt: skip
+    if threshold is not None:
+        ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"solved ({threshold:g})")
+    ax.set_xlabel({"env_steps": "environment steps", "wall_time": "wall time (s)"}.get(x, x))
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, format=out.suffix[1:] or "png")
+    plt.close(fig)
+    return out

@@ -1,0 +1,132 @@
+"""A training session: runs a trainer and turns its events into run files and console lines.
+
+This is the only layer (with the CLI) that prints or writes; trainers just yield events.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import jax
+import numpy as np
+
+from reinforce_jax.config import Config, ConfigError
+from reinforce_jax.envs import EnvInfo
+from reinforce_jax.plots import plot_curves
+from reinforce_jax.runfiles import RunDir, default_run_name
+
+
+def resolve_trainer(cfg: Config, info: EnvInfo) -> str:
+    if cfg.trainer != "auto":
+        return cfg.trainer
+    return "compiled" if info.has_jax else "host"
+
+
+def make_events(cfg: Config, info: EnvInfo, trainer: str):
+    if trainer == "notebook":
+        from reinforce_jax.notebook import train_notebook
+
+        if cfg.num_seeds != 1:
+            raise ConfigError("the notebook trainer runs one seed at a time; use --num-seeds 1")
+        return train_notebook(cfg, info)
+    if trainer == "compiled":
+        from reinforce_jax.trainer import train_compiled
+
+        if not info.has_jax:
+            raise ConfigError(f"{info.env_id} has no JAX implementation; use --trainer host")
+        return train_compiled(cfg, info.solve_threshold)
+    raise ConfigError("the host trainer (gymnasium vector environments) is not available yet; "
+                      "use --preset notebook or --trainer notebook")  # fmt: skip
+
+
+def _notebook_line(r: dict[str, Any]) -> str:
+    return (f"Episode: {r['episode']}\tEpisode Return: {r['episode_return']}\t"
+            f"Average Episode Return: {r['average_episode_return']}\t"
+            f"Evaluator Episode Return: {r['eval_mean']}")  # fmt: skip
+
+
+def _batched_line(rows: list[dict[str, Any]], last_return: float) -> str:
+    means = np.array([r["eval_mean"] for r in rows])
+    solved = sum(r["solved"] for r in rows)
+    r = rows[0]
+    head = (
+        f"Update: {r['update']}\tEnv steps: {r['env_steps']}\tEpisode Return: {last_return:.1f}\t"
+    )
+    if len(rows) == 1:
+        return (
+            head
+            + f"Evaluator Episode Return: {r['eval_mean']:.1f} ± {r['eval_std']:.1f}\t[{r['wall_time']:.1f}s]"
+        )
+    return head + (f"Evaluator mean over {len(rows)} seeds: {means.mean():.1f} "
+                   f"(min {means.min():.1f})\tsolved: {solved}/{len(rows)}\t[{r['wall_time']:.1f}s]")  # fmt: skip
+
+
+def run_training(
+    cfg: Config, info: EnvInfo, run_dir: str | None, quiet: bool = False, out: TextIO = sys.stdout
+) -> RunDir:
+    """Train ``cfg`` into a new run directory; returns it."""
+    trainer = resolve_trainer(cfg, info)
+    cfg = cfg.replace(trainer=trainer)
+    events = make_events(cfg, info, trainer)
+    path = Path(run_dir) if run_dir else Path("runs") / default_run_name(cfg)
+    env_facts = {"obs_shape": list(info.obs_shape), "num_actions": info.num_actions,
+                 "max_episode_steps": info.max_episode_steps,
+                 "reward_threshold": info.reward_threshold, "solve_threshold": info.solve_threshold}  # fmt: skip
+    run = RunDir.create(path, cfg, env_facts)
+    say = (lambda *a: None) if quiet else (lambda line: print(line, file=out, flush=True))
+    say(f"Training {cfg.env_id} with the {trainer} trainer (preset {cfg.preset}, seed {cfg.seed}"
+        + (f", {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else "") + f") -> {path}")  # fmt: skip
+    start = time.perf_counter()
+    last_return = float("nan")
+    best = float("-inf")
+    done: dict[str, Any] = {}
+    try:
+        for event in events:
+            if "train" in event:
+                run.append("train.jsonl", event["train"])
+                finite = [
+                    r["episode_return"] for r in event["train"] if np.isfinite(r["episode_return"])
+                ]
+                last_return = float(np.mean(finite)) if finite else last_return
+            if "eval" in event:
+                run.append("eval.jsonl", event["eval"])
+                best = max(best, max(r["eval_mean"] for r in event["eval"]))
+                say(_notebook_line(event["eval"][0]) if trainer == "notebook"
+                    else _batched_line(event["eval"], last_return))  # fmt: skip
+            if "done" in event:
+                done = event["done"]
+    except KeyboardInterrupt:
+        run.set_status("interrupted", wall_time=time.perf_counter() - start)
+        raise
+    wall = time.perf_counter() - start
+    params = done["params"]
+    if done.get("stacked"):
+        if cfg.num_seeds > 1:
+            run.save_params(params, "params_all_seeds.msgpack")
+        params = jax.tree.map(lambda x: x[0], params)
+    params_path = run.save_params(params)
+    threshold = info.solve_threshold
+    plot = plot_curves([(cfg.env_id, run.read_jsonl("train.jsonl"), run.read_jsonl("eval.jsonl"))],
+                       path / "curve.png", title=f"REINFORCE on {cfg.env_id} ({cfg.preset})",
+                       threshold=threshold, window=20 if trainer == "notebook" else 5)  # fmt: skip
+    first_solve = _first_solve(run.read_jsonl("eval.jsonl"), threshold)
+    run.set_status("finished", wall_time=wall, env_steps=done.get("env_steps"),
+                   best_eval=best, first_solve=first_solve)  # fmt: skip
+    if first_solve:
+        say(f"First evaluation at or above {threshold:g}: {first_solve}")
+    print(f"run directory: {path}\nlearning curve: {plot}\nparameters: {params_path}\n"
+          f"wall time: {wall:.1f}s", file=out, flush=True)  # fmt: skip
+    return run
+
+
+def _first_solve(evals: list[dict[str, Any]], threshold: float | None) -> dict[str, Any] | None:
+    if threshold is None:
+        return None
+    for r in evals:
+        if r["eval_mean"] >= threshold:
+            keys = ("seed", "episode", "update", "env_steps", "wall_time", "eval_mean")
+            return {k: r[k] for k in keys if k in r}
+    return None

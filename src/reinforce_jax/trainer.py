@@ -1,0 +1,162 @@
+"""The compiled trainer: rollout, returns, loss, gradients and optax update in one XLA program.
+
+Shaped after PureJaxRL's ``make_train``: :func:`make_compiled_trainer` returns pure functions;
+``chunk(state)`` runs ``cfg.eval_every`` updates with ``lax.scan`` and then evaluates, all inside one
+``jax.jit``. Python runs only between chunks (logging, checkpoints, the solve check). Seeds are a
+leading ``vmap`` axis; with several devices that axis is sharded (``NamedSharding``), so the same
+code runs on one CPU, several GPUs, or several hosts after ``jax.distributed.initialize()``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from reinforce_jax.config import Config
+from reinforce_jax.envs import make_jax_env
+from reinforce_jax.learner import LearnerState, make_learner
+from reinforce_jax.policy import Networks, make_networks
+from reinforce_jax.rollout import episode_stats, make_jax_evaluate, make_jax_rollout, to_batch
+
+
+class RunnerState(NamedTuple):
+    learner: LearnerState
+    key: jax.Array  # the run's PRNG key, split once per update and per evaluation
+    env_steps: jax.Array  # environment steps taken so far (per seed)
+
+
+class CompiledTrainer(NamedTuple):
+    init: Callable[[jax.Array], RunnerState]  # key -> state
+    chunk: Callable[[RunnerState], tuple[RunnerState, dict[str, Any]]]  # jitted, over seeds
+    evaluate: Callable[..., jax.Array]  # (policy_params, key) -> returns[eval_episodes]
+    networks: Networks
+    steps_per_update: int
+    num_updates: int  # total, rounded up to whole chunks
+
+
+def num_updates_for(cfg: Config) -> int:
+    """Updates needed to spend ``total_steps``, rounded up to whole chunks of ``eval_every``."""
+    per_update = cfg.num_envs * cfg.rollout_steps
+    chunks = max(1, math.ceil(cfg.total_steps / (per_update * cfg.eval_every)))
+    return chunks * cfg.eval_every
+
+
+def make_compiled_trainer(cfg: Config, env: Any) -> CompiledTrainer:
+    """Pure functions for the compiled path of ``cfg`` on the JAX environment ``env``."""
+    networks = make_networks(
+        env.num_actions, cfg.hidden_sizes, cfg.activation, with_value=cfg.baseline == "value"
+    )
+    num_updates = num_updates_for(cfg)
+    learner = make_learner(cfg, networks, num_updates)
+    rollout = make_jax_rollout(env, networks.policy.apply, cfg.num_envs, cfg.rollout_steps)
+    evaluate = make_jax_evaluate(env, networks.policy.apply, cfg.eval_episodes, cfg.eval_greedy)
+    steps_per_update = cfg.num_envs * cfg.rollout_steps
+
+    def init(key: jax.Array) -> RunnerState:
+        key, init_key = jax.random.split(key)
+        learner_state = learner.init(init_key, jnp.zeros((1, *env.obs_shape), jnp.float32))
+        return RunnerState(learner_state, key, jnp.zeros((), jnp.int32))
+
+    def update(state: RunnerState, _: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
+        key, rollout_key = jax.random.split(state.key)
+        traj = rollout(state.learner.params["policy"], rollout_key)
+        learner_state, metrics = learner.update(state.learner, to_batch(traj, cfg.gamma))
+        metrics.update(episode_stats(traj))
+        env_steps = state.env_steps + steps_per_update
+        metrics["env_steps"] = env_steps
+        return RunnerState(learner_state, key, env_steps), metrics
+
+    def chunk_one(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
+        state, metrics = jax.lax.scan(update, state, None, length=cfg.eval_every)
+        key, eval_key = jax.random.split(state.key)
+        returns = evaluate(state.learner.params["policy"], eval_key)
+        metrics["eval_returns"] = returns
+        return state._replace(key=key), metrics
+
+    return CompiledTrainer(
+        init=jax.vmap(init),
+        chunk=jax.jit(jax.vmap(chunk_one), donate_argnums=0),
+        evaluate=evaluate,
+        networks=networks,
+        steps_per_update=steps_per_update,
+        num_updates=num_updates,
+    )
+
+
+def seed_keys(cfg: Config) -> jax.Array:
+    """One PRNG key per seed: ``PRNGKey(seed + i)`` for ``i < num_seeds``."""
+    return jax.vmap(jax.random.PRNGKey)(jnp.arange(cfg.seed, cfg.seed + cfg.num_seeds))
+
+
+def shard_seeds(tree: Any) -> Any:
+    """Place the leading (seed) axis across all devices when it divides evenly; else leave as is.
+
+    jit then partitions the whole vmapped program along that axis (GSPMD); each device trains its
+    own seeds, so results equal the unsharded run's. On several hosts call
+    ``jax.distributed.initialize()`` first: ``jax.devices()`` then spans all of them.
+    """
+    devices = jax.devices()
+    leading = jax.tree.leaves(tree)[0].shape[0]
+    if len(devices) < 2 or leading % len(devices):
+        return tree
+    mesh = Mesh(np.asarray(devices), ("seed",))
+    sharding = NamedSharding(mesh, PartitionSpec("seed"))
+    return jax.device_put(tree, sharding)
+
+
+def solved(eval_returns: np.ndarray, threshold: float | None) -> np.ndarray:
+    """The solve check per seed: mean evaluation return at least ``threshold``."""
+    if threshold is None:
+        return np.zeros(eval_returns.shape[:-1], bool)
+    return eval_returns.mean(axis=-1) >= threshold
+
+
+def train_compiled(cfg: Config, threshold: float | None) -> Iterator[dict[str, Any]]:
+    """Run the compiled trainer chunk by chunk, yielding events.
+
+    Every trainer yields the same events: ``{"train": [rows]}``, ``{"eval": [rows]}`` (one row per
+    seed and update or evaluation) and finally ``{"done": {"params": ..., ...}}``.
+    """
+    env = make_jax_env(cfg.env_id)
+    trainer = make_compiled_trainer(cfg, env)
+    start = time.perf_counter()
+    state = shard_seeds(jax.jit(trainer.init)(seed_keys(cfg)))
+    seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
+    solved_at: dict[int, dict[str, Any]] = {}
+    for _ in range(trainer.num_updates // cfg.eval_every):
+        state, metrics = trainer.chunk(state)
+        metrics = jax.device_get(metrics)
+        wall = time.perf_counter() - start
+        eval_returns = np.asarray(metrics.pop("eval_returns"))  # [S, E]
+        updates = int(state.learner.step[0])
+        rows = []
+        for i, seed in enumerate(seeds):
+            for u in range(cfg.eval_every):
+                row = {k: v[i, u] for k, v in metrics.items()}
+                row.update(seed=seed, update=updates - cfg.eval_every + u + 1, wall_time=wall)
+                rows.append(row)
+        yield {"train": rows}
+        is_solved = solved(eval_returns, threshold)
+        evals = []
+        for i, seed in enumerate(seeds):
+            r = eval_returns[i]
+            row = {"seed": seed, "update": updates, "env_steps": int(metrics["env_steps"][i, -1]),
+                   "eval_mean": r.mean(), "eval_std": r.std(), "eval_min": r.min(),
+                   "eval_max": r.max(), "eval_episodes": r.size, "solved": bool(is_solved[i]),
+                   "wall_time": wall}  # fmt: skip
+            evals.append(row)
+            if is_solved[i] and seed not in solved_at:
+                solved_at[seed] = row
+        yield {"eval": evals}
+        if cfg.stop_when_solved and len(solved_at) == len(seeds):
+            break
+    params = jax.device_get(state.learner.params)
+    yield {"done": {"params": params, "env_steps": int(np.asarray(state.env_steps)[0]),
+                    "solved_at": solved_at, "stacked": True}}  # fmt: skip
