@@ -91,12 +91,13 @@ NOTEBOOK = dict(
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         trainer="compiled",
-        num_envs=16,
+        num_envs=4,
         rollout_steps=500,
         learning_rate=1e-2,
-        baseline="mean",
+        baseline="value",
         normalize_advantages=True,
         eval_every=5,
+        total_steps=1_000_000,
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Sources of experience, both producing time-major rollouts for the one learner.
+r"""Sources of experience, both producing time-major rollouts for the one learner.
 
 * :func:`make_jax_rollout`: a JAX-native environment stepped inside the compiled program (vmap over
   environments, ``lax.scan`` over time).
@@ -7,7 +7,10 @@
 Both return a :class:`Rollout` of shape ``[T, N]`` whose ``episode_ends`` marks the last step of
 every episode (terminated or truncated). :func:`to_batch` turns it into the learner's flat batch with
 Monte-Carlo returns, masking the steps of episodes that the window cut (they have no return yet).
-Time-limit truncation ends an episode's return: the objective is the return within the time limit.
+Time-limit truncation is explicit. Without a value function the return stops at the limit (the
+objective is the return within the time limit). With a learned value (``bootstrap_value``) a
+truncated step's reward is completed by :math:`\gamma V(s_{T})`, the estimate of what the episode
+would have gone on to earn, so late steps are not punished for a clock the policy cannot see.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import jax.numpy as jnp
 
 from reinforce_jax import math as rl
 from reinforce_jax.learner import Batch
+from reinforce_jax.policy import Networks
 
 
 class Rollout(NamedTuple):
     obs: jax.Array  # [T, N, *obs_shape]
     actions: jax.Array  # [T, N]
-    rewards: jax.Array  # [T, N]
+    rewards: jax.Array  # [T, N] rewards to learn from (bootstrapped at truncation, if asked)
     episode_ends: jax.Array  # [T, N] bool: terminated | truncated
     episode_returns: jax.Array  # [T, N] undiscounted return of the episode ending here, else 0
     episode_lengths: jax.Array  # [T, N] length of the episode ending here, else 0
@@ -57,11 +61,18 @@ def episode_stats(rollout: Rollout) -> dict[str, jax.Array]:
 
 
 def make_jax_rollout(
-    env: Any, policy_apply: Callable, num_envs: int, num_steps: int
+    env: Any,
+    networks: Networks,
+    num_envs: int,
+    num_steps: int,
+    gamma: float,
+    bootstrap_value: bool = False,
 ) -> Callable[[Any, jax.Array], Rollout]:
-    """``rollout(policy_params, key)``: reset ``num_envs`` environments, step them ``num_steps`` times.
+    """``rollout(params, key)``: reset ``num_envs`` environments, step them ``num_steps`` times.
 
     Environments reset automatically when an episode ends, so a window holds several episodes.
+    With ``bootstrap_value`` the reward of a truncated (not terminated) step gains
+    ``gamma * V(final obs)`` from ``params["value"]``; ``episode_returns`` stay the true sums.
     """
 
     def rollout(params: Any, key: jax.Array) -> Rollout:
@@ -72,20 +83,25 @@ def make_jax_rollout(
         def step(carry, step_key):
             state, obs, ep_return, ep_length = carry
             act_key, env_key, reset_key = jax.random.split(step_key, 3)
-            action = rl.sample_action(act_key, policy_apply(params, obs))
+            action = rl.sample_action(act_key, networks.policy.apply(params["policy"], obs))
             env_keys = jax.random.split(env_key, num_envs)
             next_state, next_obs, reward, terminated, truncated = jax.vmap(env.step)(
                 env_keys, state, action
             )
             done = terminated | truncated
             ep_return = ep_return + reward
+            learn_reward = reward
+            if bootstrap_value:
+                cut = truncated & ~terminated
+                value = networks.value.apply(params["value"], next_obs)
+                learn_reward = reward + jnp.where(cut, gamma * value, 0.0)
             ep_length = ep_length + 1
             reset_state, reset_obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
             pick = lambda r, n: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), r, n)  # noqa: E731
             next_state = jax.tree.map(pick, reset_state, next_state)
             next_obs = pick(reset_obs, next_obs)
             out = Rollout(
-                obs, action, reward, done,
+                obs, action, learn_reward, done,
                 jnp.where(done, ep_return, 0.0), jnp.where(done, ep_length, 0.0),
             )  # fmt: skip
             carry = (

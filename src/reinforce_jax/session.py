@@ -65,9 +65,10 @@ def _batched_line(rows: list[dict[str, Any]], last_return: float) -> str:
 
 
 def run_training(
-    cfg: Config, info: EnvInfo, run_dir: str | None, quiet: bool = False, out: TextIO = sys.stdout
+    cfg: Config, info: EnvInfo, run_dir: str | None, quiet: bool = False, out: TextIO | None = None
 ) -> RunDir:
     """Train ``cfg`` into a new run directory; returns it."""
+    out = out or sys.stdout
     trainer = resolve_trainer(cfg, info)
     cfg = cfg.replace(trainer=trainer)
     events = make_events(cfg, info, trainer)

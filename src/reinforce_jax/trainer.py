@@ -55,7 +55,9 @@ def make_compiled_trainer(cfg: Config, env: Any) -> CompiledTrainer:
     )
     num_updates = num_updates_for(cfg)
     learner = make_learner(cfg, networks, num_updates)
-    rollout = make_jax_rollout(env, networks.policy.apply, cfg.num_envs, cfg.rollout_steps)
+    rollout = make_jax_rollout(
+        env, networks, cfg.num_envs, cfg.rollout_steps, cfg.gamma, cfg.baseline == "value"
+    )
     evaluate = make_jax_evaluate(env, networks.policy.apply, cfg.eval_episodes, cfg.eval_greedy)
     steps_per_update = cfg.num_envs * cfg.rollout_steps
 
@@ -66,7 +68,7 @@ def make_compiled_trainer(cfg: Config, env: Any) -> CompiledTrainer:
 
     def update(state: RunnerState, _: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
         key, rollout_key = jax.random.split(state.key)
-        traj = rollout(state.learner.params["policy"], rollout_key)
+        traj = rollout(state.learner.params, rollout_key)
         learner_state, metrics = learner.update(state.learner, to_batch(traj, cfg.gamma))
         metrics.update(episode_stats(traj))
         env_steps = state.env_steps + steps_per_update
