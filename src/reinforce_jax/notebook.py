@@ -158,7 +158,7 @@ def train_notebook(cfg: Config, info: EnvInfo) -> Iterator[dict[str, Any]]:
                     "eval_episodes": len(returns),
                     "env_steps": env_steps,
                     "wall_time": time.perf_counter() - start,
-                }]}  # fmt: skip
+                }], "params": jax.device_get(state.params)}  # fmt: skip
     finally:
         env.close()
         eval_env.close()

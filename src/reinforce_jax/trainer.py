@@ -123,8 +123,9 @@ def solved(eval_returns: np.ndarray, threshold: float | None) -> np.ndarray:
 def train_compiled(cfg: Config, threshold: float | None) -> Iterator[dict[str, Any]]:
     """Run the compiled trainer chunk by chunk, yielding events.
 
-    Every trainer yields the same events: ``{"train": [rows]}``, ``{"eval": [rows]}`` (one row per
-    seed and update or evaluation) and finally ``{"done": {"params": ..., ...}}``.
+    Every trainer yields the same events: ``{"train": [rows]}``, ``{"eval": [rows], "params": ...}``
+    (one row per seed and update or evaluation; the parameters evaluated, leading axis = seed for
+    this trainer) and finally ``{"done": {"params": ..., ...}}``.
     """
     env = make_jax_env(cfg.env_id)
     trainer = make_compiled_trainer(cfg, env)
@@ -156,7 +157,8 @@ def train_compiled(cfg: Config, threshold: float | None) -> Iterator[dict[str, A
             evals.append(row)
             if is_solved[i] and seed not in solved_at:
                 solved_at[seed] = row
-        yield {"eval": evals}
+        # A host copy: the next chunk donates (frees) the device buffers.
+        yield {"eval": evals, "params": jax.device_get(state.learner.params)}
         if cfg.stop_when_solved and len(solved_at) == len(seeds):
             break
     params = jax.device_get(state.learner.params)
