@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="JSON or TOML file of config settings")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set learning_rate=0.01")  # fmt: skip
+    t.add_argument(
+        "--resume", metavar="RUN", help="continue an interrupted run from its checkpoint"
+    )
     t.add_argument("--quiet", action="store_true", help="print only the final summary")
     return parser
 
@@ -107,7 +110,17 @@ def enable_compilation_cache() -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from reinforce_jax.config import resolve_env_id
     from reinforce_jax.envs import env_info
+    from reinforce_jax.runfiles import RunDir
     from reinforce_jax.session import run_training
+
+    if args.resume:
+        cfg = RunDir.open(args.resume).config()
+        enable_compilation_cache()
+        try:
+            run_training(cfg, env_info(cfg.env_id), args.resume, quiet=args.quiet, resume=True)
+        except KeyboardInterrupt:
+            return 130
+        return 0
 
     env_id, notice = resolve_env_id(args.env)
     if notice:
@@ -115,7 +128,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = make_config(env_id, args.preset, overrides_from_args(args))
     info = env_info(env_id)
     enable_compilation_cache()
-    run_training(cfg, info, args.run_dir, quiet=args.quiet)
+    try:
+        run_training(cfg, info, args.run_dir, quiet=args.quiet)
+    except KeyboardInterrupt:
+        return 130  # the session saved a checkpoint and printed how to resume
     return 0
 
 

@@ -53,7 +53,10 @@ class Config:
     batch_size: int = 256  # transitions sampled per learn step
     learn_steps_per_episode: int = 2  # learn steps after every episode
     eval_every_episodes: int = 100  # episodes between evaluations
+    # --- host trainer (gymnasium vector environments) -----------------------------------------
+    obs_norm: bool = False  # normalise observations by a running mean/std (saved with params)
     # --- bookkeeping ------------------------------------------------------------------------
+    checkpoint_every: int = 10  # evaluations between checkpoints (also at the end and on Ctrl-C)
     preset: str = "default"  # the preset this config was built from (informational)
     extra: dict[str, Any] = field(default_factory=dict)  # reserved for forward compatibility
 
@@ -98,6 +101,18 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         normalize_advantages=True,
         eval_every=5,
         total_steps=1_000_000,
+    ),
+    "LunarLander-v3": dict(
+        trainer="host",
+        hidden_sizes=(64, 64),
+        num_envs=16,
+        rollout_steps=128,
+        learning_rate=1e-3,
+        baseline="value",
+        normalize_advantages=True,
+        entropy_coef=0.01,
+        eval_every=20,
+        total_steps=3_000_000,
     ),
 }
 
@@ -171,6 +186,7 @@ _CHOICES = {
 _POSITIVE_INTS = (
     "num_seeds", "num_envs", "rollout_steps", "total_steps", "eval_every", "eval_episodes",
     "num_episodes", "buffer_size", "batch_size", "learn_steps_per_episode", "eval_every_episodes",
+    "checkpoint_every",
 )  # fmt: skip
 
 

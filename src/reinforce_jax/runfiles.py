@@ -6,6 +6,7 @@
   ``eval.jsonl``       one line per evaluation
   ``params.msgpack``   final parameters (flax.serialization msgpack: plain arrays, no code)
   ``curve.png``        learning curve: returns, moving average, evaluation points
+  ``checkpoint.msgpack`` the trainer's whole state as plain arrays, plus JSON bookkeeping
   ``status.json``      running / finished / interrupted, with summary figures
 """
 
@@ -117,6 +118,21 @@ class RunDir:
     def set_status(self, status: str, **summary: Any) -> None:
         self.write_json("status.json", {"status": status, "updated": time.time(), **summary})
 
+    def save_checkpoint(self, state: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Atomically replace ``checkpoint.msgpack``: arrays in msgpack, bookkeeping as JSON text."""
+        from flax import serialization
+
+        payload = {"format": 1, "meta": json.dumps(_jsonable(meta)), "state": state}
+        atomic_write(self.path / "checkpoint.msgpack", serialization.msgpack_serialize(payload))
+
+    def truncate_jsonl(self, name: str, keep: int) -> None:
+        """Keep the first ``keep`` records (work after the last checkpoint is redone on resume)."""
+        path = self.path / name
+        if not path.exists():
+            return
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        atomic_write(path, "".join(ln + "\n" for ln in lines[:keep]))
+
     # --- reading -------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -148,18 +164,39 @@ class RunDir:
         path = self.path / name
         if not path.exists():
             return []
+        text = path.read_text()
+        lines = text.splitlines()
         records = []
-        for i, line in enumerate(path.read_text().splitlines()):
+        for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
+                if i == len(lines) - 1 and not text.endswith("\n"):
+                    break  # a process killed mid-write leaves a partial last line
                 raise RunError(f"{path} is corrupt at line {i + 1}") from None
         return records
 
     def load_params(self, name: str = "params.msgpack") -> Any:
         return load_params_file(self.path / name)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """``{"state": leaves, **meta}`` from ``checkpoint.msgpack``, or None if there is none."""
+        from flax import serialization
+
+        path = self.path / "checkpoint.msgpack"
+        if not path.exists():
+            return None
+        try:
+            payload = serialization.msgpack_restore(path.read_bytes())
+            meta = json.loads(payload["meta"])
+            state = dict(payload["state"])
+        except Exception:  # garbage bytes raise many kinds of errors
+            raise RunError(f"checkpoint {path} is corrupt") from None
+        if payload.get("format") != 1 or not isinstance(meta, dict):
+            raise RunError(f"checkpoint {path} has an unknown format")
+        return {"state": state, **meta}
 
 
 def load_params_file(path: str | Path) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 from reinforce_jax.config import Config, ConfigError
 from reinforce_jax.envs import EnvInfo
 from reinforce_jax.plots import plot_curves
-from reinforce_jax.runfiles import RunDir, default_run_name
+from reinforce_jax.runfiles import RunDir, RunError, default_run_name
 
 
 def resolve_trainer(cfg: Config, info: EnvInfo) -> str:
@@ -25,7 +25,7 @@ def resolve_trainer(cfg: Config, info: EnvInfo) -> str:
     return "compiled" if info.has_jax else "host"
 
 
-def make_events(cfg: Config, info: EnvInfo, trainer: str):
+def make_events(cfg: Config, info: EnvInfo, trainer: str, checkpoint: dict | None = None):
     if trainer == "notebook":
         from reinforce_jax.notebook import train_notebook
 
@@ -37,9 +37,10 @@ def make_events(cfg: Config, info: EnvInfo, trainer: str):
 
         if not info.has_jax:
             raise ConfigError(f"{info.env_id} has no JAX implementation; use --trainer host")
-        return train_compiled(cfg, info.solve_threshold)
-    raise ConfigError("the host trainer (gymnasium vector environments) is not available yet; "
-                      "use --preset notebook or --trainer notebook")  # fmt: skip
+        return train_compiled(cfg, info.solve_threshold, checkpoint)
+    from reinforce_jax.host import train_host
+
+    return train_host(cfg, info)
 
 
 def _notebook_line(r: dict[str, Any]) -> str:
@@ -65,44 +66,91 @@ def _batched_line(rows: list[dict[str, Any]], last_return: float) -> str:
 
 
 def run_training(
-    cfg: Config, info: EnvInfo, run_dir: str | None, quiet: bool = False, out: TextIO | None = None
+    cfg: Config,
+    info: EnvInfo,
+    run_dir: str | Path | None,
+    quiet: bool = False,
+    out: TextIO | None = None,
+    resume: bool = False,
 ) -> RunDir:
-    """Train ``cfg`` into a new run directory; returns it."""
+    """Train ``cfg`` into a new run directory (or continue ``run_dir`` with ``resume``)."""
     out = out or sys.stdout
+    say = (lambda *a: None) if quiet else (lambda line: print(line, file=out, flush=True))
     trainer = resolve_trainer(cfg, info)
     cfg = cfg.replace(trainer=trainer)
-    events = make_events(cfg, info, trainer)
-    path = Path(run_dir) if run_dir else Path("runs") / default_run_name(cfg)
-    env_facts = {"obs_shape": list(info.obs_shape), "num_actions": info.num_actions,
-                 "max_episode_steps": info.max_episode_steps,
-                 "reward_threshold": info.reward_threshold, "solve_threshold": info.solve_threshold}  # fmt: skip
-    run = RunDir.create(path, cfg, env_facts)
-    say = (lambda *a: None) if quiet else (lambda line: print(line, file=out, flush=True))
-    say(f"Training {cfg.env_id} with the {trainer} trainer (preset {cfg.preset}, seed {cfg.seed}"
+    checkpoint = None
+    if resume:
+        run = RunDir.open(run_dir)
+        status = (
+            run.read_json("status.json").get("status")
+            if (run.path / "status.json").exists()
+            else None
+        )
+        if status == "finished":
+            raise RunError(f"run {run.path} has already finished; nothing to resume")
+        checkpoint = run.load_checkpoint()
+        if trainer == "notebook":
+            raise RunError("runs of the notebook trainer cannot be resumed (a gymnasium "
+                           "environment's state cannot be saved); start a new run")  # fmt: skip
+        counts = checkpoint or {"train_rows": 0, "eval_rows": 0}
+        run.truncate_jsonl("train.jsonl", counts["train_rows"])
+        run.truncate_jsonl("eval.jsonl", counts["eval_rows"])
+        run.set_status("running")
+        path = run.path
+    else:
+        path = Path(run_dir) if run_dir else Path("runs") / default_run_name(cfg)
+        env_facts = {"obs_shape": list(info.obs_shape), "num_actions": info.num_actions,
+                     "max_episode_steps": info.max_episode_steps,
+                     "reward_threshold": info.reward_threshold,
+                     "solve_threshold": info.solve_threshold}  # fmt: skip
+        run = RunDir.create(path, cfg, env_facts)
+    events = make_events(cfg, info, trainer, checkpoint)
+    verb = "Resuming" if resume else "Training"
+    say(f"{verb} {cfg.env_id} with the {trainer} trainer (preset {cfg.preset}, seed {cfg.seed}"
         + (f", {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else "") + f") -> {path}")  # fmt: skip
+    offset = float(checkpoint["wall_time"]) if checkpoint else 0.0
+    train_rows = checkpoint["train_rows"] if checkpoint else 0
+    eval_rows = checkpoint["eval_rows"] if checkpoint else 0
     start = time.perf_counter()
     last_return = float("nan")
-    best = float("-inf")
     done: dict[str, Any] = {}
+    latest: dict[str, Any] | None = None  # newest checkpoint offered by the trainer
+
+    def save(ckpt: dict[str, Any]) -> None:
+        meta = {k: v for k, v in ckpt.items() if k != "state"}
+        meta.update(train_rows=train_rows, eval_rows=eval_rows,
+                    wall_time=offset + time.perf_counter() - start)  # fmt: skip
+        run.save_checkpoint(ckpt["state"], meta)
+
     try:
         for event in events:
             if "train" in event:
-                run.append("train.jsonl", event["train"])
-                finite = [
-                    r["episode_return"] for r in event["train"] if np.isfinite(r["episode_return"])
-                ]
+                rows = [{**r, "wall_time": r["wall_time"] + offset} for r in event["train"]]
+                run.append("train.jsonl", rows)
+                train_rows += len(rows)
+                finite = [r["episode_return"] for r in rows if np.isfinite(r["episode_return"])]
                 last_return = float(np.mean(finite)) if finite else last_return
             if "eval" in event:
-                run.append("eval.jsonl", event["eval"])
-                best = max(best, max(r["eval_mean"] for r in event["eval"]))
-                say(_notebook_line(event["eval"][0]) if trainer == "notebook"
-                    else _batched_line(event["eval"], last_return))  # fmt: skip
+                rows = [{**r, "wall_time": r["wall_time"] + offset} for r in event["eval"]]
+                run.append("eval.jsonl", rows)
+                eval_rows += len(rows)
+                say(_notebook_line(rows[0]) if trainer == "notebook"
+                    else _batched_line(rows, last_return))  # fmt: skip
+            if "checkpoint" in event:
+                latest = event["checkpoint"]
+                if latest["chunk"] % cfg.checkpoint_every == 0:
+                    save(latest)
             if "done" in event:
                 done = event["done"]
     except KeyboardInterrupt:
-        run.set_status("interrupted", wall_time=time.perf_counter() - start)
+        if latest is not None:
+            save(latest)
+        run.set_status("interrupted", wall_time=offset + time.perf_counter() - start)
+        print(f"interrupted; continue with: reinforce train --resume {path}", file=sys.stderr)
         raise
-    wall = time.perf_counter() - start
+    if latest is not None:
+        save(latest)
+    wall = offset + time.perf_counter() - start
     params = done["params"]
     if done.get("stacked"):
         if cfg.num_seeds > 1:
@@ -110,10 +158,12 @@ def run_training(
         params = jax.tree.map(lambda x: x[0], params)
     params_path = run.save_params(params)
     threshold = info.solve_threshold
-    plot = plot_curves([(cfg.env_id, run.read_jsonl("train.jsonl"), run.read_jsonl("eval.jsonl"))],
+    evals = run.read_jsonl("eval.jsonl")
+    plot = plot_curves([(cfg.env_id, run.read_jsonl("train.jsonl"), evals)],
                        path / "curve.png", title=f"REINFORCE on {cfg.env_id} ({cfg.preset})",
                        threshold=threshold, window=20 if trainer == "notebook" else 5)  # fmt: skip
-    first_solve = _first_solve(run.read_jsonl("eval.jsonl"), threshold)
+    first_solve = _first_solve(evals, threshold)
+    best = max((r["eval_mean"] for r in evals), default=None)
     run.set_status("finished", wall_time=wall, env_steps=done.get("env_steps"),
                    best_eval=best, first_solve=first_solve)  # fmt: skip
     if first_solve:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from reinforce_jax.config import Config
+from reinforce_jax.config import Config, ConfigError
 from reinforce_jax.envs import make_jax_env
 from reinforce_jax.learner import LearnerState, make_learner
 from reinforce_jax.policy import Networks, make_networks
@@ -120,8 +120,35 @@ def solved(eval_returns: np.ndarray, threshold: float | None) -> np.ndarray:
     return eval_returns.mean(axis=-1) >= threshold
 
 
-def train_compiled(cfg: Config, threshold: float | None) -> Iterator[dict[str, Any]]:
+def flatten_state(state: Any) -> dict[str, np.ndarray]:
+    """A pytree's leaves as ``{"0": array, "1": ...}``: plain arrays, no structure, no code."""
+    return {str(i): np.asarray(x) for i, x in enumerate(jax.tree.leaves(jax.device_get(state)))}
+
+
+def restore_state(template: Any, leaves: dict[str, Any]) -> Any:
+    """Put saved leaves into ``template``'s structure; ValueError if they do not fit."""
+    flat, treedef = jax.tree.flatten(template)
+    if len(leaves) != len(flat):
+        raise ValueError(f"checkpoint holds {len(leaves)} arrays, this config needs {len(flat)}")
+    restored = []
+    for i, ref in enumerate(flat):
+        x = np.asarray(leaves.get(str(i)))
+        if x.shape != ref.shape or x.dtype != ref.dtype:
+            raise ValueError(f"checkpoint array {i} is {x.dtype}{list(x.shape)}, "
+                             f"expected {ref.dtype}{list(ref.shape)}")  # fmt: skip
+        restored.append(jnp.asarray(x))
+    return jax.tree.unflatten(treedef, restored)
+
+
+def train_compiled(
+    cfg: Config, threshold: float | None, resume: dict[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
     """Run the compiled trainer chunk by chunk, yielding events.
+
+    ``resume`` is a checkpoint (``{"chunk": n, "state": leaves}``, see :func:`flatten_state`):
+    training continues after chunk ``n`` from exactly that state, so a resumed run ends with the
+    parameters an uninterrupted one would have had. Each evaluation event carries a
+    ``checkpoint`` to save.
 
     Every trainer yields the same events: ``{"train": [rows]}``, ``{"eval": [rows], "params": ...}``
     (one row per seed and update or evaluation; the parameters evaluated, leading axis = seed for
@@ -130,10 +157,18 @@ def train_compiled(cfg: Config, threshold: float | None) -> Iterator[dict[str, A
     env = make_jax_env(cfg.env_id)
     trainer = make_compiled_trainer(cfg, env)
     start = time.perf_counter()
-    state = shard_seeds(jax.jit(trainer.init)(seed_keys(cfg)))
+    state = jax.jit(trainer.init)(seed_keys(cfg))
+    first_chunk = 0
+    if resume is not None:
+        try:
+            state = restore_state(state, resume["state"])
+        except ValueError as e:
+            raise ConfigError(f"the checkpoint does not fit this run's config: {e}") from None
+        first_chunk = int(resume["chunk"])
+    state = shard_seeds(state)
     seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
-    solved_at: dict[int, dict[str, Any]] = {}
-    for _ in range(trainer.num_updates // cfg.eval_every):
+    solved_at: dict[str, dict[str, Any]] = dict((resume or {}).get("solved_at", {}))
+    for chunk in range(first_chunk, trainer.num_updates // cfg.eval_every):
         state, metrics = trainer.chunk(state)
         metrics = jax.device_get(metrics)
         wall = time.perf_counter() - start
@@ -155,10 +190,13 @@ def train_compiled(cfg: Config, threshold: float | None) -> Iterator[dict[str, A
                    "eval_max": r.max(), "eval_episodes": r.size, "solved": bool(is_solved[i]),
                    "wall_time": wall}  # fmt: skip
             evals.append(row)
-            if is_solved[i] and seed not in solved_at:
-                solved_at[seed] = row
-        # A host copy: the next chunk donates (frees) the device buffers.
-        yield {"eval": evals, "params": jax.device_get(state.learner.params)}
+            if is_solved[i] and str(seed) not in solved_at:
+                solved_at[str(seed)] = row
+        # Host copies: the next chunk donates (frees) the device buffers.
+        host_state = jax.device_get(state)
+        checkpoint = {"chunk": chunk + 1, "state": flatten_state(host_state),
+                      "solved_at": {str(k): v for k, v in solved_at.items()}}  # fmt: skip
+        yield {"eval": evals, "params": host_state.learner.params, "checkpoint": checkpoint}
         if cfg.stop_when_solved and len(solved_at) == len(seeds):
             break
     params = jax.device_get(state.learner.params)

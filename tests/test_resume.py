@@ -1,0 +1,140 @@
+"""Checkpoints: exact resume on the compiled path, Ctrl-C, SIGKILL, and unusable run directories."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reinforce_jax import session
+from reinforce_jax.cli import main
+from reinforce_jax.config import make_config
+from reinforce_jax.envs import env_info
+from reinforce_jax.runfiles import RunDir
+
+OVERRIDES = dict(num_envs=4, rollout_steps=100, eval_every=2, eval_episodes=8, total_steps=8000,
+                 checkpoint_every=1, learning_rate=0.01)  # fmt: skip
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+
+
+def _train(path, **extra):
+    cfg = make_config("CartPole-v1", overrides={**OVERRIDES, **extra})
+    return session.run_training(cfg, env_info("CartPole-v1"), path, quiet=True)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    whole = _train(tmp_path / "whole")
+
+    real = session.make_events
+
+    def interrupting(*args, **kwargs):  # Ctrl-C after the third evaluation
+        seen = 0
+        for event in real(*args, **kwargs):
+            yield event
+            seen += "checkpoint" in event
+            if seen == 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(session, "make_events", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "cut")
+    cut = RunDir.open(tmp_path / "cut")
+    assert cut.read_json("status.json")["status"] == "interrupted"
+    assert cut.load_checkpoint()["chunk"] == 3
+    monkeypatch.setattr(session, "make_events", real)
+
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+    assert cut.read_json("status.json")["status"] == "finished"
+    assert (cut.path / "params.msgpack").read_bytes() == (
+        whole.path / "params.msgpack"
+    ).read_bytes()
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert _strip(cut.read_jsonl(name)) == _strip(whole.read_jsonl(name))
+
+
+def test_resume_discards_work_after_the_checkpoint(tmp_path):
+    run = _train(tmp_path / "r")
+    # Pretend the process died after chunk 2's checkpoint but had logged more rows.
+    ckpt = run.load_checkpoint()
+    assert ckpt["chunk"] == 10
+    (run.path / "status.json").unlink()
+    run.append("eval.jsonl", [{"bogus": 1}])
+    ckpt_meta = {k: v for k, v in ckpt.items() if k != "state"}
+    run.save_checkpoint(ckpt["state"], ckpt_meta)
+    run.set_status("running")
+    assert main(["train", "--resume", str(run.path), "--quiet"]) == 0
+    assert all("bogus" not in r for r in run.read_jsonl("eval.jsonl"))
+
+
+def test_sigkill_mid_run_resumes_to_the_same_result(tmp_path):
+    overrides = {**OVERRIDES, "total_steps": 200_000}
+    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reinforce_jax.cli", "train", "--run-dir", str(killed), "--quiet",
+         *sets],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "checkpoint.msgpack").exists() and (killed / "eval.jsonl").exists():
+            if len((killed / "eval.jsonl").read_text().splitlines()) >= 2:
+                break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = RunDir.open(killed)
+    assert run.read_json("status.json")["status"] == "running"  # died without a word
+    assert run.load_checkpoint()["chunk"] >= 1
+    resumed = subprocess.run(
+        [sys.executable, "-m", "reinforce_jax.cli", "train", "--resume", str(killed), "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    whole = _train(tmp_path / "whole", total_steps=200_000)
+    assert (killed / "params.msgpack").read_bytes() == (whole.path / "params.msgpack").read_bytes()
+    assert _strip(run.read_jsonl("train.jsonl")) == _strip(whole.read_jsonl("train.jsonl"))
+
+
+@pytest.mark.parametrize("damage", ["missing", "file", "foreign", "corrupt_config",
+                                    "corrupt_checkpoint", "finished"])  # fmt: skip
+def test_unusable_run_directories_are_one_line_exit_2(tmp_path, damage, capsys):
+    path = tmp_path / "run"
+    if damage == "missing":
+        pass
+    elif damage == "file":
+        path.write_text("x")
+    elif damage == "foreign":
+        path.mkdir()
+        (path / "notes.txt").write_text("mine")
+    else:
+        _train(path, total_steps=800)
+        if damage == "corrupt_config":
+            (path / "config.json").write_text("{not json")
+        elif damage == "corrupt_checkpoint":
+            (path / "status.json").write_text('{"status": "interrupted"}')
+            (path / "checkpoint.msgpack").write_bytes(b"\x00garbage")
+    before = {p.name: p.read_bytes() for p in path.iterdir()} if path.is_dir() else None
+    assert main(["train", "--resume", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("reinforce: error:")
+    if before is not None:  # nothing lost
+        assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+
+
+def test_checkpoint_for_another_config_is_refused(tmp_path):
+    run = _train(tmp_path / "r", total_steps=800)
+    ckpt = run.load_checkpoint()
+    state = dict(ckpt["state"])
+    state.pop(sorted(state, key=int)[-1])
+    run.save_checkpoint(state, {k: v for k, v in ckpt.items() if k != "state"})
+    run.set_status("interrupted")
+    assert main(["train", "--resume", str(run.path), "--quiet"]) == 2
