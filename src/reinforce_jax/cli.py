@@ -47,7 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN", help="continue an interrupted run from its checkpoint"
     )
     t.add_argument("--quiet", action="store_true", help="print only the final summary")
+    t.add_argument("--track", action="store_true", help="also log to Weights & Biases")
+
+    e = sub.add_parser("evaluate", help="evaluate a run's or a shipped policy")
+    _policy_source(e)
+    e.add_argument("--episodes", type=int, default=100)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    v = sub.add_parser("video", help="record evaluation episodes to MP4 or GIF (headless)")
+    _policy_source(v)
+    v.add_argument("--episodes", type=int, default=1)
+    v.add_argument("--out", help="output .mp4 or .gif (default: <run>/video.mp4 or ./<env>.mp4)")
+    v.add_argument("--every", type=int, default=1, help="keep one frame in N (smaller files)")
+
+    p = sub.add_parser("plot", help="learning curves of one or more runs")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--x", choices=("env_steps", "wall_time"), default="env_steps")
+    p.add_argument("--out", help="output .png or .svg (default: <run>/curve.png, or curves.png)")
+    p.add_argument("--title", default=None)
+
+    r = sub.add_parser("runs", help="list the runs in a directory")
+    r.add_argument("root", nargs="?", default="runs")
     return parser
+
+
+def _policy_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run directory")
+    p.add_argument("--pretrained", metavar="ENV", help="a policy shipped with the package")
+    p.add_argument("--seed", type=int, default=0, help="episode i uses environment seed SEED+i")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--greedy", dest="greedy", action="store_true", default=True)
+    g.add_argument("--sampled", dest="greedy", action="store_false")
 
 
 def _parse_value(key: str, text: str) -> Any:
@@ -117,7 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = RunDir.open(args.resume).config()
         enable_compilation_cache()
         try:
-            run_training(cfg, env_info(cfg.env_id), args.resume, quiet=args.quiet, resume=True)
+            run_training(cfg, env_info(cfg.env_id), args.resume, quiet=args.quiet, resume=True,
+                         track=args.track)  # fmt: skip
         except KeyboardInterrupt:
             return 130
         return 0
@@ -129,16 +160,130 @@ def cmd_train(args: argparse.Namespace) -> int:
     info = env_info(env_id)
     enable_compilation_cache()
     try:
-        run_training(cfg, info, args.run_dir, quiet=args.quiet)
+        run_training(cfg, info, args.run_dir, quiet=args.quiet, track=args.track)
     except KeyboardInterrupt:
         return 130  # the session saved a checkpoint and printed how to resume
     return 0
 
 
+def load_policy(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """``(config, params, label)`` from ``RUN`` or ``--pretrained ENV``."""
+    from reinforce_jax.runfiles import RunDir
+
+    if bool(args.run) == bool(args.pretrained):
+        raise ConfigError("give either a run directory or --pretrained ENV (not both)")
+    if args.pretrained:
+        from reinforce_jax.config import resolve_env_id
+        from reinforce_jax.host import load_pretrained
+
+        env_id, _ = resolve_env_id(args.pretrained)
+        cfg, params = load_pretrained(env_id)
+        return cfg, params, f"pretrained {env_id}"
+    run = RunDir.open(args.run)
+    cfg = run.config()
+    return cfg, run.load_params(), str(run.path)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from reinforce_jax.envs import env_info
+    from reinforce_jax.evaluation import format_summary, summarize_returns
+    from reinforce_jax.host import evaluate_policy
+
+    if args.episodes <= 0:
+        raise ConfigError(f"--episodes must be positive, got {args.episodes}")
+    cfg, params, label = load_policy(args)
+    info = env_info(cfg.env_id)
+    returns = evaluate_policy(cfg, params, cfg.env_id, args.episodes, args.seed, args.greedy)
+    summary = summarize_returns(cfg.env_id, returns, info.solve_threshold, args.greedy, args.seed)
+    summary["source"] = label
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from reinforce_jax.video import record, write_video
+
+    if args.episodes <= 0 or args.every <= 0:
+        raise ConfigError("--episodes and --every must be positive")
+    cfg, params, label = load_policy(args)
+    out = Path(args.out) if args.out else (
+        Path(args.run) / "video.mp4" if args.run else Path(f"{cfg.env_id}.mp4"))  # fmt: skip
+    if out.suffix.lower() not in (".mp4", ".gif"):
+        raise ConfigError(f"video output must end in .mp4 or .gif, got {out.name!r}")
+    frames, returns, fps = record(cfg, params, cfg.env_id, args.episodes, args.seed, args.greedy)
+    write_video(frames, out, fps, args.every)
+    print(f"{out}: {len(returns)} episode(s) of {label}, returns {[round(r, 1) for r in returns]}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from reinforce_jax.plots import plot_curves
+    from reinforce_jax.runfiles import RunDir
+
+    runs = [RunDir.open(r) for r in args.runs]
+    out = Path(args.out) if args.out else (
+        runs[0].path / "curve.png" if len(runs) == 1 else Path("curves.png"))  # fmt: skip
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise ConfigError(f"plot output must end in .png or .svg, got {out.name!r}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: directory {out.parent} does not exist")
+    curves, envs, thresholds = [], set(), set()
+    for run in runs:
+        cfg = run.config()
+        envs.add(cfg.env_id)
+        facts = run.read_json("config.json").get("env", {})
+        thresholds.add(facts.get("solve_threshold"))
+        label = run.path.name if len(runs) > 1 else cfg.env_id
+        curves.append((label, run.read_jsonl("train.jsonl"), run.read_jsonl("eval.jsonl")))
+    title = args.title or f"REINFORCE on {', '.join(sorted(envs))}"
+    threshold = thresholds.pop() if len(thresholds) == 1 else None
+    try:
+        plot_curves(curves, out, x=args.x, title=title, threshold=threshold)
+    except PermissionError:
+        raise ConfigError(f"cannot write {out}: permission denied") from None
+    print(out)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from reinforce_jax.runfiles import RunDir, RunError
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise ConfigError(f"no runs directory at {root}")
+    rows = []
+    for path in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+        try:
+            run = RunDir.open(path)
+            cfg = run.config()
+            status = run.read_json("status.json") if (path / "status.json").exists() else {}
+            evals = run.read_jsonl("eval.jsonl")
+            train = run.read_jsonl("train.jsonl")
+        except RunError:
+            rows.append((path.name, "?", "?", "?", "?", "corrupt"))
+            continue
+        steps = train[-1].get("env_steps") if train else 0
+        best = max((e["eval_mean"] for e in evals), default=None)
+        rows.append((path.name, cfg.env_id, cfg.trainer, str(steps),
+                     "-" if best is None else f"{best:.1f}", status.get("status", "?")))  # fmt: skip
+    header = ("run", "env", "trainer", "env steps", "best eval", "status")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "video": cmd_video,
+                "plot": cmd_plot, "runs": cmd_runs}  # fmt: skip
     try:
-        return {"train": cmd_train}[args.command](args)
+        return commands[args.command](args)
     except ConfigError as e:
         print(f"reinforce: error: {e}", file=sys.stderr)
         return EXIT_USAGE

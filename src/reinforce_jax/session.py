@@ -15,8 +15,10 @@ import numpy as np
 
 from reinforce_jax.config import Config, ConfigError
 from reinforce_jax.envs import EnvInfo
+from reinforce_jax.loggers import EVAL_NAMES, TRAIN_NAMES, make_sinks
 from reinforce_jax.plots import plot_curves
 from reinforce_jax.runfiles import RunDir, RunError, default_run_name
+from reinforce_jax.trainer import num_updates_for
 
 
 def resolve_trainer(cfg: Config, info: EnvInfo) -> str:
@@ -72,6 +74,7 @@ def run_training(
     quiet: bool = False,
     out: TextIO | None = None,
     resume: bool = False,
+    track: bool = False,
 ) -> RunDir:
     """Train ``cfg`` into a new run directory (or continue ``run_dir`` with ``resume``)."""
     out = out or sys.stdout
@@ -108,10 +111,16 @@ def run_training(
     verb = "Resuming" if resume else "Training"
     say(f"{verb} {cfg.env_id} with the {trainer} trainer (preset {cfg.preset}, seed {cfg.seed}"
         + (f", {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else "") + f") -> {path}")  # fmt: skip
+    if trainer == "notebook":
+        total, unit = cfg.num_episodes, "episodes"
+    else:
+        total, unit = num_updates_for(cfg), "updates"
+    sinks = make_sinks(path, cfg, total, unit, quiet, track)
     offset = float(checkpoint["wall_time"]) if checkpoint else 0.0
     train_rows = checkpoint["train_rows"] if checkpoint else 0
     eval_rows = checkpoint["eval_rows"] if checkpoint else 0
     start = time.perf_counter()
+    prev_steps, prev_wall = None, 0.0
     last_return = float("nan")
     done: dict[str, Any] = {}
     latest: dict[str, Any] | None = None  # newest checkpoint offered by the trainer
@@ -126,7 +135,14 @@ def run_training(
         for event in events:
             if "train" in event:
                 rows = [{**r, "wall_time": r["wall_time"] + offset} for r in event["train"]]
+                steps, wall = rows[-1]["env_steps"], rows[-1]["wall_time"]
+                if prev_steps is not None and wall > prev_wall:
+                    sps = (steps - prev_steps) * cfg.num_seeds / (wall - prev_wall)
+                    rows = [{**r, "sps": sps} for r in rows]
+                prev_steps, prev_wall = steps, wall
                 run.append("train.jsonl", rows)
+                for sink in sinks:
+                    sink.log(rows, TRAIN_NAMES)
                 train_rows += len(rows)
                 finite = [r["episode_return"] for r in rows if np.isfinite(r["episode_return"])]
                 last_return = float(np.mean(finite)) if finite else last_return
@@ -134,6 +150,8 @@ def run_training(
                 rows = [{**r, "wall_time": r["wall_time"] + offset} for r in event["eval"]]
                 run.append("eval.jsonl", rows)
                 eval_rows += len(rows)
+                for sink in sinks:
+                    sink.log(rows, EVAL_NAMES)
                 say(_notebook_line(rows[0]) if trainer == "notebook"
                     else _batched_line(rows, last_return))  # fmt: skip
             if "checkpoint" in event:
@@ -148,6 +166,9 @@ def run_training(
         run.set_status("interrupted", wall_time=offset + time.perf_counter() - start)
         print(f"interrupted; continue with: reinforce train --resume {path}", file=sys.stderr)
         raise
+    finally:
+        for sink in sinks:
+            sink.close()
     if latest is not None:
         save(latest)
     wall = offset + time.perf_counter() - start

@@ -1,0 +1,98 @@
+"""Videos of evaluation episodes: gymnasium ``rgb_array`` frames encoded to MP4 or GIF, headless."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reinforce_jax import math as rl
+from reinforce_jax.config import Config, ConfigError
+from reinforce_jax.envs import make_gym_env
+from reinforce_jax.policy import make_networks
+
+
+def policy_fn(cfg: Config, params: Any, num_actions: int, greedy: bool):
+    """A jitted ``act(key, obs) -> action`` for one observation, honouring saved obs statistics."""
+    from reinforce_jax.host import normalize_obs
+
+    net = make_networks(num_actions, cfg.hidden_sizes, cfg.activation).policy
+    norm = params.get("obs_norm")
+
+    @jax.jit
+    def act(key: jax.Array, obs: jax.Array) -> jax.Array:
+        logits = net.apply(params["policy"], normalize_obs(norm, obs[None]))[0]
+        return rl.greedy_action(logits) if greedy else rl.sample_action(key, logits)
+
+    return act
+
+
+def record(
+    cfg: Config, params: Any, env_id: str, episodes: int, seed: int, greedy: bool
+) -> tuple[list[np.ndarray], list[float], float]:
+    """Frames of ``episodes`` episodes (seeds seed, seed+1, ...), their returns, and the fps."""
+    # Headless: pygame renders off-screen; no display or sound device is needed.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    env = make_gym_env(env_id, render_mode="rgb_array")
+    try:
+        act = policy_fn(cfg, params, int(env.action_space.n), greedy)
+        fps = float(env.metadata.get("render_fps", 30))
+        key = jax.random.PRNGKey(seed)
+        frames, returns = [], []
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            frames.append(env.render())
+            total, done = 0.0, False
+            while not done:
+                key, sub = jax.random.split(key)
+                obs, reward, terminated, truncated, _ = env.step(int(act(sub, jnp.asarray(obs))))
+                frames.append(env.render())
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        return frames, returns, fps
+    finally:
+        env.close()
+
+
+def write_video(frames: list[np.ndarray], path: str | Path, fps: float, every: int = 1) -> Path:
+    """Encode frames to ``path`` (.mp4 via imageio-ffmpeg's bundled ffmpeg, .gif via Pillow).
+
+    ``every`` keeps one frame in ``every`` (smaller GIFs). Written to a temporary file, then renamed.
+    """
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise ConfigError(f"video output must end in .mp4 or .gif, got {path.name!r}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write {path}: directory {path.parent} does not exist")
+    frames = frames[::every]
+    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=path.parent, prefix=f".{path.stem}.")
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    try:
+        with warnings.catch_warnings():
+            # imageio-ffmpeg starts ffmpeg with fork+exec; Python warns because JAX has threads.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if suffix == ".mp4":
+                imageio.mimsave(tmp, frames, fps=fps / every, codec="libx264", quality=6,
+                                macro_block_size=8)  # fmt: skip
+            else:
+                imageio.mimsave(tmp, frames, duration=1000.0 * every / fps, loop=0)
+        os.replace(tmp, path)
+    except PermissionError:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: permission denied") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
