@@ -99,3 +99,27 @@ def test_tool_errors_are_one_line_exit_2(run_dir, tmp_path, capsys, argv, needle
     assert main([a.format(**subs) for a in argv]) == 2
     assert needle in error_line(capsys)
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_pretrained_cartpole_solves(capsys):
+    assert main(["evaluate", "--pretrained", "CartPole-v1", "--episodes", "20", "--seed", "7",
+                 "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["mean"] >= 475.0
+
+
+def test_config_file_with_command_line_overrides(tmp_path, capsys):
+    cfg_file = tmp_path / "exp.toml"
+    cfg_file.write_text('learning_rate = 0.005\nhidden_sizes = [16, 16]\ntotal_steps = 4000\n'
+                        'eval_episodes = 4\nseed = 9\n')  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg_file), "--seed", "2", "--run-dir", str(run),
+                 "--quiet"]) == 0  # fmt: skip
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["learning_rate"] == 0.005 and saved["hidden_sizes"] == [16, 16]
+    assert saved["seed"] == 2  # the flag wins over the file
+    bad = tmp_path / "bad.toml"
+    bad.write_text("learning_rate = \n")
+    assert main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "x")]) == 2
+    assert "bad.toml" in error_line(capsys)
+    assert not (tmp_path / "x").exists()
