@@ -99,6 +99,8 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         learning_rate=1e-2,
         baseline="value",
         normalize_advantages=True,
+        entropy_coef=0.01,
+        lr_schedule="linear",
         eval_every=5,
         total_steps=1_000_000,
     ),
@@ -111,8 +113,8 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         baseline="value",
         normalize_advantages=True,
         entropy_coef=0.01,
-        eval_every=20,
-        total_steps=3_000_000,
+        eval_every=40,
+        total_steps=2_000_000,
     ),
 }
 
