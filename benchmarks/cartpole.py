@@ -49,7 +49,6 @@ def _compile_clock() -> list[float]:
 def solve_compiled(seed: int, num_seeds: int, max_steps: int) -> dict:
     """In this process: train the compiled default until every seed solves; time everything."""
     t_import = time.perf_counter()
-    import jax
     import numpy as np
 
     from reinforce_jax.cli import enable_compilation_cache
@@ -67,7 +66,7 @@ def solve_compiled(seed: int, num_seeds: int, max_steps: int) -> dict:
                    "stop_when_solved": True},
     )  # fmt: skip
     trainer = make_compiled_trainer(cfg, make_jax_env("CartPole-v1"))
-    state = jax.jit(trainer.init)(seed_keys(cfg))
+    state = trainer.init(seed_keys(cfg))
     chunk = trainer.chunk.lower(state).compile()
     ready = time.perf_counter()
     first_solve = np.full(num_seeds, -1)

@@ -70,7 +70,7 @@ def test_each_seed_of_a_vmapped_run_matches_its_own_run():
         np.asarray(jax.random.PRNGKey(s)).tolist() for s in (5, 6, 7)
     ]
     trainer = make_compiled_trainer(cfg, make_jax_env("CartPole-v1"))
-    state = jax.jit(trainer.init)(seed_keys(cfg))
+    state = trainer.init(seed_keys(cfg))
     state, metrics = trainer.chunk(state)
     assert metrics["loss"].shape == (3, cfg.eval_every)
     assert metrics["eval_returns"].shape == (3, cfg.eval_episodes)
