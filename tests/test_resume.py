@@ -139,3 +139,61 @@ def test_checkpoint_for_another_config_is_refused(tmp_path):
     run.save_checkpoint(state, {k: v for k, v in ckpt.items() if k != "state"})
     run.set_status("interrupted")
     assert main(["train", "--resume", str(run.path), "--quiet"]) == 2
+
+
+def test_host_run_resumes_with_its_state_and_obs_statistics(tmp_path, monkeypatch):
+    overrides = {"trainer": "host", "num_envs": 2, "rollout_steps": 64, "eval_every": 2,
+                 "eval_episodes": 2, "total_steps": 128 * 8, "checkpoint_every": 1,
+                 "obs_norm": True}  # fmt: skip
+    cfg = make_config("CartPole-v1", overrides=overrides)
+    real = session.make_events
+
+    def interrupting(*args, **kwargs):
+        for event in real(*args, **kwargs):
+            yield event
+            if "checkpoint" in event and event["checkpoint"]["chunk"] == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(session, "make_events", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        session.run_training(cfg, env_info("CartPole-v1"), tmp_path / "h", quiet=True)
+    run = RunDir.open(tmp_path / "h")
+    ckpt = run.load_checkpoint()
+    assert (ckpt["chunk"], ckpt["update"], ckpt["env_steps"]) == (2, 4, 512)
+    monkeypatch.setattr(session, "make_events", real)
+    assert main(["train", "--resume", str(run.path), "--quiet"]) == 0
+    train = run.read_jsonl("train.jsonl")
+    assert [r["update"] for r in train] == list(range(1, 9))
+    assert train[-1]["env_steps"] == 128 * 8
+    # Observation statistics continued from the checkpoint: every training step counted once.
+    count = float(run.load_params()["obs_norm"]["count"])
+    assert count == pytest.approx(128 * 8, abs=0.01)
+
+
+def test_notebook_run_resumes_with_memory_and_counters(tmp_path, monkeypatch):
+    overrides = {"num_episodes": 60, "eval_every_episodes": 20, "checkpoint_every": 1}
+    cfg = make_config("CartPole-v1", "notebook", overrides)
+    real = session.make_events
+
+    def interrupting(*args, **kwargs):
+        for event in real(*args, **kwargs):
+            yield event
+            if "checkpoint" in event and event["checkpoint"]["episode"] == 20:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(session, "make_events", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        session.run_training(cfg, env_info("CartPole-v1"), tmp_path / "nb", quiet=True)
+    run = RunDir.open(tmp_path / "nb")
+    ckpt = run.load_checkpoint()
+    assert ckpt["episode"] == 20 and ckpt["memory_size"] == min(512, ckpt["env_steps"])
+    before = run.read_jsonl("train.jsonl")
+    monkeypatch.setattr(session, "make_events", real)
+    assert main(["train", "--resume", str(run.path), "--quiet"]) == 0
+    rows = run.read_jsonl("train.jsonl")
+    assert [r["episode"] for r in rows] == list(range(60))
+    assert rows[:21] == before[:21]
+    # The memory came back full, so learning goes on at 2 updates per episode without a pause.
+    assert rows[21]["updates"] == rows[20]["updates"] + 2
+    assert rows[-1]["updates"] == rows[20]["updates"] + 2 * 39
+    assert [r["episode"] for r in run.read_jsonl("eval.jsonl")] == [0, 20, 40]

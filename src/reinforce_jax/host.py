@@ -47,6 +47,7 @@ from reinforce_jax.envs import EnvInfo, env_info, make_gym_env
 from reinforce_jax.learner import LearnerState, make_learner
 from reinforce_jax.policy import Networks, make_networks
 from reinforce_jax.rollout import Rollout, to_batch
+from reinforce_jax.trainer import flatten_state, restore_state
 
 EVAL_ENVS = 25  # at most this many evaluation environments (100 episodes: 4 each)
 
@@ -68,6 +69,15 @@ class RunningMeanStd:
         self.mean = self.mean + delta * b / total
         self.var = m2 / total
         self.count = total
+
+    def exact(self) -> dict[str, np.ndarray]:
+        """Full-precision statistics, for checkpoints."""
+        return {"mean": self.mean, "var": self.var, "count": np.asarray(self.count, np.float64)}
+
+    def load(self, saved: dict[str, Any]) -> None:
+        self.mean = np.asarray(saved["mean"], np.float64)
+        self.var = np.asarray(saved["var"], np.float64)
+        self.count = float(saved["count"])
 
     def state(self) -> dict[str, np.ndarray]:
         return {
@@ -337,21 +347,33 @@ def _seeds(seed: int) -> tuple[int, int]:
     return int(train) % 2**30, int(evaluation) % 2**30
 
 
-def train_host(cfg: Config, info: EnvInfo) -> Iterator[dict[str, Any]]:
+def num_host_updates(cfg: Config) -> int:
+    """Updates of a host run: ``total_steps // (num_envs * rollout_steps)``, at least one."""
+    return max(1, cfg.total_steps // (cfg.num_envs * cfg.rollout_steps))
+
+
+def train_host(
+    cfg: Config, info: EnvInfo, resume: dict[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
     """Train ``cfg`` on gymnasium environments, yielding the events of :func:`train_compiled`.
 
+    Every evaluation event carries a ``checkpoint``: learner state, PRNG keys, observation
+    statistics and counters. ``resume`` continues from one exactly, except that gymnasium
+    environments cannot save their internal state: a resumed run starts fresh episodes (their seeds
+    derived from the run's seed and the update), and episodes in flight at the checkpoint are lost.
+
     ``train`` rows (one per update) add ``sps`` (training steps per second of the update),
-    ``learn_steps`` (steps with a complete return in the update's batch), ``queued_steps`` (complete
-    episodes' steps waiting for room), ``rollout_time`` and ``learn_time`` (seconds). ``total_steps`` bounds the training steps: ``total_steps //
-    (num_envs * rollout_steps)`` updates (at least one), evaluated every ``eval_every`` updates and
-    after the last one.
+    ``learn_steps`` (steps with a complete return in the update's batch), ``queued_steps``
+    (complete episodes' steps waiting for room), ``rollout_time`` and ``learn_time`` (seconds).
+    ``total_steps`` bounds the training steps: :func:`num_host_updates` updates, evaluated every
+    ``eval_every`` updates and after the last one. ``num_seeds`` must be 1.
     """
     if cfg.num_seeds != 1:
         raise ConfigError("the host trainer runs one seed at a time; use --num-seeds 1")
     use_value = cfg.baseline == "value"
     networks = make_networks(info.num_actions, cfg.hidden_sizes, cfg.activation, use_value)
     per_update = cfg.num_envs * cfg.rollout_steps
-    num_updates = max(1, cfg.total_steps // per_update)
+    num_updates = num_host_updates(cfg)
     learner = make_learner(cfg, networks, num_updates)
     update = make_host_update(learner.update, cfg.gamma)
     key = jax.random.PRNGKey(cfg.seed)
@@ -368,9 +390,27 @@ def train_host(cfg: Config, info: EnvInfo) -> Iterator[dict[str, Any]]:
     env_steps, evaluations = 0, 0
     returns: list[float] = []
     lengths: list[int] = []
-    solved_at: dict[int, dict[str, Any]] = {}
+    solved_at: dict[str, dict[str, Any]] = {}
+    first = 1
+
+    def saved_tree() -> dict[str, Any]:
+        return {"learner": state, "keys": (act_key, eval_key), "rms": rms.exact() if rms else {}}
+
+    if resume is not None:
+        try:
+            tree = restore_state(saved_tree(), resume["state"])
+        except ValueError as e:
+            raise ConfigError(f"the checkpoint does not fit this run's config: {e}") from None
+        state, (act_key, eval_key) = tree["learner"], tree["keys"]
+        if rms:
+            rms.load(jax.device_get(tree["rms"]))
+        first, env_steps = int(resume["update"]) + 1, int(resume["env_steps"])
+        evaluations, solved_at = int(resume["chunk"]), dict(resume.get("solved_at", {}))
+        rollout.close()
+        rollout = HostRollout(cfg.env_id, networks, cfg.num_envs, cfg.rollout_steps, cfg.gamma,
+                              (train_seed + first) % 2**30, use_value)  # fmt: skip
     try:
-        for u in range(1, num_updates + 1):
+        for u in range(first, num_updates + 1):
             t0 = time.perf_counter()
             norm = rms.state() if rms else None
             window, act_key = rollout.collect(state.params, norm, act_key)
@@ -408,9 +448,11 @@ def train_host(cfg: Config, info: EnvInfo) -> Iterator[dict[str, Any]]:
                   "eval_std": float(r.std()), "eval_min": float(r.min()), "eval_max": float(r.max()),
                   "eval_episodes": int(r.size), "solved": bool(is_solved),
                   "wall_time": time.perf_counter() - start}  # fmt: skip
-            if is_solved and cfg.seed not in solved_at:
-                solved_at[cfg.seed] = ev
-            yield {"eval": [ev]}
+            if is_solved and str(cfg.seed) not in solved_at:
+                solved_at[str(cfg.seed)] = ev
+            checkpoint = {"chunk": evaluations, "update": u, "env_steps": env_steps,
+                          "solved_at": solved_at, "state": flatten_state(saved_tree())}  # fmt: skip
+            yield {"eval": [ev], "params": jax.device_get(state.params), "checkpoint": checkpoint}
             if cfg.stop_when_solved and is_solved:
                 break
     finally:

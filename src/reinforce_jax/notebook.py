@@ -24,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from reinforce_jax import math as rl
-from reinforce_jax.config import Config
+from reinforce_jax.config import Config, ConfigError
 from reinforce_jax.envs import EnvInfo, make_gym_env
 from reinforce_jax.learner import Batch, make_learner
 from reinforce_jax.policy import make_networks
+from reinforce_jax.trainer import flatten_state, restore_state
 
 
 class EpisodeReturnsBuffer:
@@ -78,8 +79,16 @@ def episode_returns(rewards: list[float], gamma: float = 0.99) -> np.ndarray:
     return np.asarray(_returns_jit(padded, gamma))[:n]
 
 
-def train_notebook(cfg: Config, info: EnvInfo) -> Iterator[dict[str, Any]]:
-    """Run the notebook's procedure, yielding events (see :mod:`reinforce_jax.trainer`)."""
+def train_notebook(
+    cfg: Config, info: EnvInfo, resume: dict[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Run the notebook's procedure, yielding events (see :mod:`reinforce_jax.trainer`).
+
+    Each evaluation comes between episodes, and its event carries a ``checkpoint``: parameters,
+    Adam state, PRNG key, the memory's contents, the sampler's generator state and the counters.
+    ``resume`` restores all of that exactly; only the gymnasium environments restart, reseeded
+    from the run's seed and the episode number (their internal state cannot be saved).
+    """
     networks = make_networks(info.num_actions, cfg.hidden_sizes, cfg.activation)
     learner = make_learner(cfg, networks, cfg.num_episodes * cfg.learn_steps_per_episode)
     key = jax.random.PRNGKey(cfg.seed)
@@ -101,14 +110,39 @@ def train_notebook(cfg: Config, info: EnvInfo) -> Iterator[dict[str, Any]]:
     env = make_gym_env(info.env_id)
     eval_env = make_gym_env(info.env_id)
     start = time.perf_counter()
-    env_steps = 0
+    env_steps, first = 0, 0
     history: list[float] = []
     metrics: dict[str, Any] = {}
+
+    def saved_tree() -> dict[str, Any]:
+        memory = [np.asarray(x) for x in zip(*buffer.memory, strict=True)] if buffer.memory else []
+        return {"learner": state, "key": key, "memory": memory}
+
+    env_seed, eval_seed = cfg.seed, cfg.seed + 10_000
+    if resume is not None:
+        template = saved_tree()
+        n = int(resume["memory_size"])
+        template["memory"] = [np.zeros((n, *info.obs_shape), np.float32), np.zeros(n, np.int64),
+                              np.zeros(n, np.float32)] if n else []  # fmt: skip
+        try:
+            tree = restore_state(template, resume["state"])
+        except ValueError as e:
+            raise ConfigError(f"the checkpoint does not fit this run's config: {e}") from None
+        state, key = tree["learner"], tree["key"]
+        if n:
+            buffer.memory.extend(zip(*tree["memory"], strict=True))
+        rng.bit_generator.state = resume["sampler"]
+        first, env_steps, history = (
+            int(resume["episode"]) + 1,
+            int(resume["env_steps"]),
+            list(resume["history"]),
+        )
+        env_seed, eval_seed = env_seed + 100_000 * first, eval_seed + 100_000 * first
     try:
-        obs, _ = env.reset(seed=cfg.seed)
-        eval_env.reset(seed=cfg.seed + 10_000)
-        for episode in range(cfg.num_episodes):
-            if episode > 0:
+        obs, _ = env.reset(seed=env_seed)
+        eval_env.reset(seed=eval_seed)
+        for episode in range(first, cfg.num_episodes):
+            if episode > first:
                 obs, _ = env.reset()
             episode_return, length, done = 0.0, 0, False
             while not done:
@@ -158,7 +192,11 @@ def train_notebook(cfg: Config, info: EnvInfo) -> Iterator[dict[str, Any]]:
                     "eval_episodes": len(returns),
                     "env_steps": env_steps,
                     "wall_time": time.perf_counter() - start,
-                }], "params": jax.device_get(state.params)}  # fmt: skip
+                }], "params": jax.device_get(state.params), "checkpoint": {
+                    "chunk": episode // cfg.eval_every_episodes + 1, "episode": episode,
+                    "env_steps": env_steps, "history": history[-20:],
+                    "memory_size": len(buffer.memory), "sampler": rng.bit_generator.state,
+                    "state": flatten_state(saved_tree())}}  # fmt: skip
     finally:
         env.close()
         eval_env.close()

@@ -2,7 +2,8 @@ r"""Sources of experience, both producing time-major rollouts for the one learne
 
 * :func:`make_jax_rollout`: a JAX-native environment stepped inside the compiled program (vmap over
   environments, ``lax.scan`` over time).
-* :class:`HostRollout`: gymnasium environments stepped on the host, the policy jitted over the batch.
+* :class:`reinforce_jax.host.HostRollout`: gymnasium environments stepped on the host, the policy
+  jitted over the batch; it carries episodes cut by a window over to the next one.
 
 Both return a :class:`Rollout` of shape ``[T, N]`` whose ``episode_ends`` marks the last step of
 every episode (terminated or truncated). :func:`to_batch` turns it into the learner's flat batch with

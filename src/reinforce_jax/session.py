@@ -15,6 +15,7 @@ import numpy as np
 
 from reinforce_jax.config import Config, ConfigError
 from reinforce_jax.envs import EnvInfo
+from reinforce_jax.host import num_host_updates
 from reinforce_jax.loggers import EVAL_NAMES, TRAIN_NAMES, make_sinks
 from reinforce_jax.plots import plot_curves
 from reinforce_jax.runfiles import RunDir, RunError, default_run_name
@@ -28,12 +29,14 @@ def resolve_trainer(cfg: Config, info: EnvInfo) -> str:
 
 
 def make_events(cfg: Config, info: EnvInfo, trainer: str, checkpoint: dict | None = None):
+    if cfg.obs_norm and trainer != "host":
+        raise ConfigError("obs_norm is supported by the host trainer only (--trainer host)")
     if trainer == "notebook":
         from reinforce_jax.notebook import train_notebook
 
         if cfg.num_seeds != 1:
             raise ConfigError("the notebook trainer runs one seed at a time; use --num-seeds 1")
-        return train_notebook(cfg, info)
+        return train_notebook(cfg, info, checkpoint)
     if trainer == "compiled":
         from reinforce_jax.trainer import train_compiled
 
@@ -42,7 +45,7 @@ def make_events(cfg: Config, info: EnvInfo, trainer: str, checkpoint: dict | Non
         return train_compiled(cfg, info.solve_threshold, checkpoint)
     from reinforce_jax.host import train_host
 
-    return train_host(cfg, info)
+    return train_host(cfg, info, checkpoint)
 
 
 def _notebook_line(r: dict[str, Any]) -> str:
@@ -92,9 +95,6 @@ def run_training(
         if status == "finished":
             raise RunError(f"run {run.path} has already finished; nothing to resume")
         checkpoint = run.load_checkpoint()
-        if trainer == "notebook":
-            raise RunError("runs of the notebook trainer cannot be resumed (a gymnasium "
-                           "environment's state cannot be saved); start a new run")  # fmt: skip
         counts = checkpoint or {"train_rows": 0, "eval_rows": 0}
         run.truncate_jsonl("train.jsonl", counts["train_rows"])
         run.truncate_jsonl("eval.jsonl", counts["eval_rows"])
@@ -114,7 +114,8 @@ def run_training(
     if trainer == "notebook":
         total, unit = cfg.num_episodes, "episodes"
     else:
-        total, unit = num_updates_for(cfg), "updates"
+        total = num_updates_for(cfg) if trainer == "compiled" else num_host_updates(cfg)
+        unit = "updates"
     sinks = make_sinks(path, cfg, total, unit, quiet, track)
     offset = float(checkpoint["wall_time"]) if checkpoint else 0.0
     train_rows = checkpoint["train_rows"] if checkpoint else 0

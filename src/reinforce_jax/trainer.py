@@ -130,7 +130,10 @@ def flatten_state(state: Any) -> dict[str, np.ndarray]:
 
 
 def restore_state(template: Any, leaves: dict[str, Any]) -> Any:
-    """Put saved leaves into ``template``'s structure; ValueError if they do not fit."""
+    """Put saved leaves into ``template``'s structure; ValueError if they do not fit.
+
+    Leaves that are NumPy arrays in the template stay NumPy (full precision, on the host).
+    """
     flat, treedef = jax.tree.flatten(template)
     if len(leaves) != len(flat):
         raise ValueError(f"checkpoint holds {len(leaves)} arrays, this config needs {len(flat)}")
@@ -140,7 +143,7 @@ def restore_state(template: Any, leaves: dict[str, Any]) -> Any:
         if x.shape != ref.shape or x.dtype != ref.dtype:
             raise ValueError(f"checkpoint array {i} is {x.dtype}{list(x.shape)}, "
                              f"expected {ref.dtype}{list(ref.shape)}")  # fmt: skip
-        restored.append(jnp.asarray(x))
+        restored.append(x if isinstance(ref, np.ndarray) else jnp.asarray(x))
     return jax.tree.unflatten(treedef, restored)
 
 
