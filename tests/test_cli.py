@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -143,3 +144,26 @@ def test_same_seed_same_numbers(tmp_path):
         rows.append(RunDir.open(tmp_path / name).read_jsonl("train.jsonl"))
     strip = lambda rs: [{k: v for k, v in r.items() if k not in ("wall_time", "sps")} for r in rs]
     assert strip(rows[0]) == strip(rows[1])
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--trainer", "notebook", "--num-seeds", "2"], "one seed"),
+        (["--trainer", "host", "--num-seeds", "2"], "one seed"),
+        (["--set", "obs_norm=true"], "obs_norm"),
+        (["--env", "Acrobot-v1", "--trainer", "compiled"], "no JAX implementation"),
+        pytest.param(
+            ["--track"],
+            "wandb",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("wandb") is not None, reason="wandb is installed"
+            ),
+        ),
+    ],
+)
+def test_settings_a_trainer_cannot_run_are_refused_before_any_file(tmp_path, args, needle):
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", "--run-dir", str(run_dir), *args)
+    assert_usage_error(proc, needle)
+    assert not run_dir.exists()

@@ -29,26 +29,30 @@ def _train(path, **extra):
     return session.run_training(cfg, env_info("CartPole-v1"), path, quiet=True)
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch):
-    whole = _train(tmp_path / "whole")
-
+def interrupt_at(monkeypatch, when):
+    """Make training raise KeyboardInterrupt (Ctrl-C) right after the checkpoint ``when`` accepts."""
     real = session.make_events
 
-    def interrupting(*args, **kwargs):  # Ctrl-C after the third evaluation
-        seen = 0
+    def interrupting(*args, **kwargs):
         for event in real(*args, **kwargs):
             yield event
-            seen += "checkpoint" in event
-            if seen == 3:
+            if "checkpoint" in event and when(event["checkpoint"]):
                 raise KeyboardInterrupt
 
     monkeypatch.setattr(session, "make_events", interrupting)
+    return lambda: monkeypatch.setattr(session, "make_events", real)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch):
+    whole = _train(tmp_path / "whole")
+
+    restore = interrupt_at(monkeypatch, lambda ckpt: ckpt["chunk"] == 3)
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path / "cut")
     cut = RunDir.open(tmp_path / "cut")
     assert cut.read_json("status.json")["status"] == "interrupted"
     assert cut.load_checkpoint()["chunk"] == 3
-    monkeypatch.setattr(session, "make_events", real)
+    restore()
 
     assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
     assert cut.read_json("status.json")["status"] == "finished"
@@ -138,7 +142,9 @@ def test_checkpoint_for_another_config_is_refused(tmp_path):
     state.pop(sorted(state, key=int)[-1])
     run.save_checkpoint(state, {k: v for k, v in ckpt.items() if k != "state"})
     run.set_status("interrupted")
+    before = {p.name: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
     assert main(["train", "--resume", str(run.path), "--quiet"]) == 2
+    assert {p.name: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before
 
 
 def test_host_run_resumes_with_its_state_and_obs_statistics(tmp_path, monkeypatch):
@@ -146,21 +152,13 @@ def test_host_run_resumes_with_its_state_and_obs_statistics(tmp_path, monkeypatc
                  "eval_episodes": 2, "total_steps": 128 * 8, "checkpoint_every": 1,
                  "obs_norm": True}  # fmt: skip
     cfg = make_config("CartPole-v1", overrides=overrides)
-    real = session.make_events
-
-    def interrupting(*args, **kwargs):
-        for event in real(*args, **kwargs):
-            yield event
-            if "checkpoint" in event and event["checkpoint"]["chunk"] == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(session, "make_events", interrupting)
+    restore = interrupt_at(monkeypatch, lambda ckpt: ckpt["chunk"] == 2)
     with pytest.raises(KeyboardInterrupt):
         session.run_training(cfg, env_info("CartPole-v1"), tmp_path / "h", quiet=True)
     run = RunDir.open(tmp_path / "h")
     ckpt = run.load_checkpoint()
     assert (ckpt["chunk"], ckpt["update"], ckpt["env_steps"]) == (2, 4, 512)
-    monkeypatch.setattr(session, "make_events", real)
+    restore()
     assert main(["train", "--resume", str(run.path), "--quiet"]) == 0
     train = run.read_jsonl("train.jsonl")
     assert [r["update"] for r in train] == list(range(1, 9))
@@ -173,22 +171,14 @@ def test_host_run_resumes_with_its_state_and_obs_statistics(tmp_path, monkeypatc
 def test_notebook_run_resumes_with_memory_and_counters(tmp_path, monkeypatch):
     overrides = {"num_episodes": 60, "eval_every_episodes": 20, "checkpoint_every": 1}
     cfg = make_config("CartPole-v1", "notebook", overrides)
-    real = session.make_events
-
-    def interrupting(*args, **kwargs):
-        for event in real(*args, **kwargs):
-            yield event
-            if "checkpoint" in event and event["checkpoint"]["episode"] == 20:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(session, "make_events", interrupting)
+    restore = interrupt_at(monkeypatch, lambda ckpt: ckpt["episode"] == 20)
     with pytest.raises(KeyboardInterrupt):
         session.run_training(cfg, env_info("CartPole-v1"), tmp_path / "nb", quiet=True)
     run = RunDir.open(tmp_path / "nb")
     ckpt = run.load_checkpoint()
     assert ckpt["episode"] == 20 and ckpt["memory_size"] == min(512, ckpt["env_steps"])
     before = run.read_jsonl("train.jsonl")
-    monkeypatch.setattr(session, "make_events", real)
+    restore()
     assert main(["train", "--resume", str(run.path), "--quiet"]) == 0
     rows = run.read_jsonl("train.jsonl")
     assert [r["episode"] for r in rows] == list(range(60))

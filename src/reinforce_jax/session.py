@@ -5,6 +5,7 @@ This is the only layer (with the CLI) that prints or writes; trainers just yield
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -29,13 +30,14 @@ def resolve_trainer(cfg: Config, info: EnvInfo) -> str:
 
 
 def make_events(cfg: Config, info: EnvInfo, trainer: str, checkpoint: dict | None = None):
+    """The trainer's event generator; settings it cannot run are refused here, before any file."""
     if cfg.obs_norm and trainer != "host":
         raise ConfigError("obs_norm is supported by the host trainer only (--trainer host)")
+    if cfg.num_seeds != 1 and trainer != "compiled":
+        raise ConfigError(f"the {trainer} trainer runs one seed at a time; use --num-seeds 1")
     if trainer == "notebook":
         from reinforce_jax.notebook import train_notebook
 
-        if cfg.num_seeds != 1:
-            raise ConfigError("the notebook trainer runs one seed at a time; use --num-seeds 1")
         return train_notebook(cfg, info, checkpoint)
     if trainer == "compiled":
         from reinforce_jax.trainer import train_compiled
@@ -81,6 +83,8 @@ def run_training(
 ) -> RunDir:
     """Train ``cfg`` into a new run directory (or continue ``run_dir`` with ``resume``)."""
     out = out or sys.stdout
+    if track and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("--track needs Weights & Biases: pip install wandb")
     say = (lambda *a: None) if quiet else (lambda line: print(line, file=out, flush=True))
     trainer = resolve_trainer(cfg, info)
     cfg = cfg.replace(trainer=trainer)
@@ -96,18 +100,25 @@ def run_training(
             raise RunError(f"run {run.path} has already finished; nothing to resume")
         checkpoint = run.load_checkpoint()
         counts = checkpoint or {"train_rows": 0, "eval_rows": 0}
-        run.truncate_jsonl("train.jsonl", counts["train_rows"])
-        run.truncate_jsonl("eval.jsonl", counts["eval_rows"])
-        run.set_status("running")
         path = run.path
+        events = make_events(cfg, info, trainer, checkpoint)
+
+        def begin() -> None:  # once the trainer has accepted the checkpoint
+            run.truncate_jsonl("train.jsonl", counts["train_rows"])
+            run.truncate_jsonl("eval.jsonl", counts["eval_rows"])
+            run.set_status("running")
     else:
+        events = make_events(cfg, info, trainer)
         path = Path(run_dir) if run_dir else Path("runs") / default_run_name(cfg)
         env_facts = {"obs_shape": list(info.obs_shape), "num_actions": info.num_actions,
                      "max_episode_steps": info.max_episode_steps,
                      "reward_threshold": info.reward_threshold,
                      "solve_threshold": info.solve_threshold}  # fmt: skip
         run = RunDir.create(path, cfg, env_facts)
-    events = make_events(cfg, info, trainer, checkpoint)
+
+        def begin() -> None:
+            pass
+
     verb = "Resuming" if resume else "Training"
     say(f"{verb} {cfg.env_id} with the {trainer} trainer (preset {cfg.preset}, seed {cfg.seed}"
         + (f", {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else "") + f") -> {path}")  # fmt: skip
@@ -116,7 +127,7 @@ def run_training(
     else:
         total = num_updates_for(cfg) if trainer == "compiled" else num_host_updates(cfg)
         unit = "updates"
-    sinks = make_sinks(path, cfg, total, unit, quiet, track)
+    sinks: list[Any] | None = None  # made at the first event, like every other write
     offset = float(checkpoint["wall_time"]) if checkpoint else 0.0
     train_rows = checkpoint["train_rows"] if checkpoint else 0
     eval_rows = checkpoint["eval_rows"] if checkpoint else 0
@@ -134,6 +145,9 @@ def run_training(
 
     try:
         for event in events:
+            if sinks is None:  # a resume changes files only once the trainer has accepted it
+                begin()
+                sinks = make_sinks(path, cfg, total, unit, quiet, track)
             if "train" in event:
                 rows = [{**r, "wall_time": r["wall_time"] + offset} for r in event["train"]]
                 steps, wall = rows[-1]["env_steps"], rows[-1]["wall_time"]
@@ -168,7 +182,7 @@ def run_training(
         print(f"interrupted; continue with: reinforce train --resume {path}", file=sys.stderr)
         raise
     finally:
-        for sink in sinks:
+        for sink in sinks or []:
             sink.close()
     if latest is not None:
         save(latest)
