@@ -127,6 +127,8 @@ def run_training(
     else:
         total = num_updates_for(cfg) if trainer == "compiled" else num_host_updates(cfg)
         unit = "updates"
+    stride = max(1, total // cfg.eval_every // 20)  # console lines for batched trainers
+    solved_seeds: set[int] = set()
     sinks: list[Any] | None = None  # made at the first event, like every other write
     offset = float(checkpoint["wall_time"]) if checkpoint else 0.0
     train_rows = checkpoint["train_rows"] if checkpoint else 0
@@ -167,8 +169,13 @@ def run_training(
                 eval_rows += len(rows)
                 for sink in sinks:
                     sink.log(rows, EVAL_NAMES)
-                say(_notebook_line(rows[0]) if trainer == "notebook"
-                    else _batched_line(rows, last_return))  # fmt: skip
+                if trainer == "notebook":
+                    say(_notebook_line(rows[0]))
+                else:  # about 20 lines and every seed's first solve; eval.jsonl has them all
+                    newly = {r["seed"] for r in rows if r["solved"]} - solved_seeds
+                    solved_seeds |= newly
+                    if newly or (eval_rows // len(rows)) % stride == 0:
+                        say(_batched_line(rows, last_return))
             if "checkpoint" in event:
                 latest = event["checkpoint"]
                 if latest["chunk"] % cfg.checkpoint_every == 0:
