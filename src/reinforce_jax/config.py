@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,6 @@ class Config:
     # --- bookkeeping ------------------------------------------------------------------------
     checkpoint_every: int = 10  # evaluations between checkpoints (also at the end and on Ctrl-C)
     preset: str = "default"  # the preset this config was built from (informational)
-    extra: dict[str, Any] = field(default_factory=dict)  # reserved for forward compatibility
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
