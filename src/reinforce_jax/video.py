@@ -9,28 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from reinforce_jax import math as rl
 from reinforce_jax.config import Config, ConfigError
 from reinforce_jax.envs import make_gym_env
+from reinforce_jax.host import make_act
 from reinforce_jax.policy import make_networks
-
-
-def policy_fn(cfg: Config, params: Any, num_actions: int, greedy: bool):
-    """A jitted ``act(key, obs) -> action`` for one observation, honouring saved obs statistics."""
-    from reinforce_jax.host import normalize_obs
-
-    net = make_networks(num_actions, cfg.hidden_sizes, cfg.activation).policy
-    norm = params.get("obs_norm")
-
-    @jax.jit
-    def act(key: jax.Array, obs: jax.Array) -> jax.Array:
-        logits = net.apply(params["policy"], normalize_obs(norm, obs[None]))[0]
-        return rl.greedy_action(logits) if greedy else rl.sample_action(key, logits)
-
-    return act
 
 
 def record(
@@ -42,7 +26,11 @@ def record(
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     env = make_gym_env(env_id, render_mode="rgb_array")
     try:
-        act = policy_fn(cfg, params, int(env.action_space.n), greedy)
+        networks = make_networks(int(env.action_space.n), cfg.hidden_sizes, cfg.activation)
+        act = make_act(
+            networks, greedy
+        )  # the host trainer's jitted policy, obs statistics included
+        norm = params.get("obs_norm")
         fps = float(env.metadata.get("render_fps", 30))
         key = jax.random.PRNGKey(seed)
         frames, returns = [], []
@@ -51,8 +39,8 @@ def record(
             frames.append(env.render())
             total, done = 0.0, False
             while not done:
-                key, sub = jax.random.split(key)
-                obs, reward, terminated, truncated, _ = env.step(int(act(sub, jnp.asarray(obs))))
+                action, key = act(params["policy"], norm, np.asarray(obs)[None], key)
+                obs, reward, terminated, truncated, _ = env.step(int(action[0]))
                 frames.append(env.render())
                 total += float(reward)
                 done = terminated or truncated
