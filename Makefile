@@ -2,6 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
@@ -10,12 +11,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The demo needs the runtime only; the test toolchain (haiku, rlax, pytest, ruff) comes with `make test`.
+$(RUNTIME): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(RUNTIME) $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/reinforce train --env CartPole-v1
+	@echo
+	@echo "The 'reinforce' command lives in $(VENV): run 'source $(VENV)/bin/activate' to use it"
+	@echo "(or '$(BIN)/reinforce ...'); 'pip install .' installs it into any environment."
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -25,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-bench: $(STAMP)
+bench: $(RUNTIME)
 	$(BIN)/python benchmarks/cartpole.py
 
 clean:

@@ -51,10 +51,10 @@ def solve_compiled(seed: int, num_seeds: int, max_steps: int) -> dict:
     t_import = time.perf_counter()
     import numpy as np
 
-    from reinforce_jax.cli import enable_compilation_cache
+    from reinforce_jax.app.cli import enable_compilation_cache
     from reinforce_jax.config import make_config
     from reinforce_jax.envs import make_jax_env
-    from reinforce_jax.trainer import make_compiled_trainer, seed_keys
+    from reinforce_jax.trainers.compiled import make_compiled_program, seed_keys
 
     import_s = time.perf_counter() - t_import
     enable_compilation_cache()
@@ -65,7 +65,7 @@ def solve_compiled(seed: int, num_seeds: int, max_steps: int) -> dict:
         overrides={"seed": seed, "num_seeds": num_seeds, "total_steps": max_steps,
                    "stop_when_solved": True},
     )  # fmt: skip
-    trainer = make_compiled_trainer(cfg, make_jax_env("CartPole-v1"))
+    trainer = make_compiled_program(cfg, make_jax_env("CartPole-v1"))
     state = trainer.init(seed_keys(cfg))
     chunk = trainer.chunk.lower(state).compile()
     ready = time.perf_counter()
@@ -108,33 +108,37 @@ def solve_notebook(seed: int, max_episodes: int) -> dict:
     import jax
     import numpy as np
 
+    from reinforce_jax.agent import make_act
     from reinforce_jax.config import make_config
-    from reinforce_jax.envs import env_info, make_jax_env
-    from reinforce_jax.notebook import train_notebook
-    from reinforce_jax.policy import make_networks
-    from reinforce_jax.rollout import make_jax_evaluate
+    from reinforce_jax.core import Categorical
+    from reinforce_jax.envs import env_spec, make_jax_env
+    from reinforce_jax.evaluate import make_jax_evaluate
+    from reinforce_jax.networks import make_networks
+    from reinforce_jax.trainers import build_trainer
+    from reinforce_jax.trainers.events import EvalRows, TrainRows
 
     cfg = make_config("CartPole-v1", "notebook", {"seed": seed, "num_episodes": max_episodes})
+    nets = make_networks(2, cfg.hidden_sizes)
     check = jax.jit(make_jax_evaluate(make_jax_env("CartPole-v1"),
-                                      make_networks(2, cfg.hidden_sizes).policy.apply,
-                                      EVAL_EPISODES, greedy=True))  # fmt: skip
+                                      make_act(nets, Categorical(2), greedy=True), EVAL_EPISODES))  # fmt: skip
     key = jax.random.PRNGKey(10_000 + seed)
-    check(make_networks(2, cfg.hidden_sizes).policy.init(key, np.zeros((1, 4))), key)  # warm
-    info = env_info("CartPole-v1")
+    check({"policy": nets.policy.init(key, np.zeros((1, 4)))}, key)  # warm
+    trainer = build_trainer(cfg, env_spec("CartPole-v1"))
     compile_clock = _compile_clock()
     start = time.perf_counter()
     excluded = 0.0
     result = {"solved": 0, "steps_to_solve": None, "episode": None}
     steps = 0
-    for event in train_notebook(cfg, info):
-        if "train" in event:
-            steps = event["train"][-1]["env_steps"]
-        if "eval" in event:
+    for event in trainer.run():
+        if isinstance(event, TrainRows):
+            steps = event.rows[-1]["env_steps"]
+        if isinstance(event, EvalRows):
             t = time.perf_counter()
-            returns = np.asarray(check(event["params"]["policy"], key))
+            params = jax.tree.map(lambda x: x[0], event.params)
+            returns = np.asarray(check(params, key))
             excluded += time.perf_counter() - t
             if returns.mean() >= THRESHOLD:
-                result.update(solved=1, steps_to_solve=steps, episode=event["eval"][0]["episode"])
+                result.update(solved=1, steps_to_solve=steps, episode=event.rows[0]["episode"])
                 break
     train_s = time.perf_counter() - start - excluded
     result.update(

@@ -25,45 +25,40 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reinforce_jax.agent import make_act, make_host_act
 from reinforce_jax.config import make_config
-from reinforce_jax.envs import env_info, make_gym_env
-from reinforce_jax.host import make_act, train_host
-from reinforce_jax.policy import make_networks
+from reinforce_jax.core import Categorical
+from reinforce_jax.envs import env_spec
+from reinforce_jax.envs.vector import make_vector_env
+from reinforce_jax.networks import make_networks
+from reinforce_jax.trainers import build_trainer
+from reinforce_jax.trainers.events import EvalRows, TrainRows
 
 ENV = "LunarLander-v3"
-
-
-def vector_env(mode: str, num_envs: int) -> Any:
-    fns = [lambda: make_gym_env(ENV) for _ in range(num_envs)]
-    same_step = gym.vector.AutoresetMode.SAME_STEP
-    if mode == "sync":
-        return gym.vector.SyncVectorEnv(fns, autoreset_mode=same_step)
-    # "spawn": forking a process that has started JAX's threads can deadlock.
-    return gym.vector.AsyncVectorEnv(fns, autoreset_mode=same_step, context="spawn")
 
 
 def steps_per_second(mode: str, num_envs: int, steps: int, policy: bool, seed: int) -> float:
     """Environment steps per second of a ``mode`` vector env, random or jitted-policy actions."""
     cfg = make_config(ENV)
-    envs = vector_env(mode, num_envs)
+    envs = make_vector_env(ENV, num_envs, "gymnasium" if mode == "sync" else "gymnasium-async")
     try:
-        obs, _ = envs.reset(seed=seed)
+        obs = envs.reset(seed)
         rng = np.random.default_rng(seed)
         key = jax.random.PRNGKey(seed)
         if policy:
             nets = make_networks(4, cfg.hidden_sizes, cfg.activation)
-            params = nets.policy.init(key, jnp.zeros((1, 8)))
-            act = make_act(nets, greedy=False)
-            act(params, None, obs, key)[0].block_until_ready()  # compile outside the clock
+            params = {"policy": nets.policy.init(key, jnp.zeros((1, 8)))}
+            act = make_host_act(make_act(nets, Categorical(4), greedy=False))
+            act(params, obs, key)[0].block_until_ready()  # compile outside the clock
         iters = max(1, steps // num_envs)
         start = time.perf_counter()
         for _ in range(iters):
             if policy:
-                action, key = act(params, None, obs, key)
+                action, key = act(params, obs, key)
                 action = np.asarray(action)
             else:
                 action = rng.integers(0, 4, num_envs)
-            obs, *_ = envs.step(action)
+            obs = envs.step(action).obs
         return iters * num_envs / (time.perf_counter() - start)
     finally:
         envs.close()
@@ -74,9 +69,11 @@ def training_run(seed: int) -> dict[str, Any]:
     cfg = make_config(ENV, overrides={"seed": seed, "stop_when_solved": True})
     start = time.perf_counter()
     train, evals = [], []
-    for event in train_host(cfg, env_info(ENV)):
-        train += event.get("train", [])
-        evals += event.get("eval", [])
+    for event in build_trainer(cfg, env_spec(ENV)).run():
+        if isinstance(event, TrainRows):
+            train += event.rows
+        elif isinstance(event, EvalRows):
+            evals += event.rows
     wall = time.perf_counter() - start
     learn = sum(r["learn_time"] for r in train)
     roll = sum(r["rollout_time"] for r in train)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reinforce_jax.errors import ConfigError
 
-class ConfigError(ValueError):
-    """An impossible or unknown setting; the CLI prints its message and exits with code 2."""
+__all__ = ["Config", "ConfigError", "make_config"]
 
 
 @dataclass(frozen=True)
@@ -119,16 +120,6 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 
 PRESETS: dict[str, dict[str, Any]] = {"default": {}, "notebook": NOTEBOOK}
 
-ENV_ALIASES = {"LunarLander-v2": "LunarLander-v3", "CartPole-v0": "CartPole-v1"}
-
-
-def resolve_env_id(env_id: str) -> tuple[str, str | None]:
-    """Map retired ids to current ones; returns ``(id, notice or None)``."""
-    if env_id in ENV_ALIASES:
-        new = ENV_ALIASES[env_id]
-        return new, f"notice: {env_id} is retired in gymnasium 1.x; using {new}"
-    return env_id, None
-
 
 def make_config(
     env_id: str = "CartPole-v1", preset: str = "default", overrides: dict[str, Any] | None = None
@@ -146,17 +137,39 @@ def make_config(
     return validate(from_dict(values))
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def from_dict(values: dict[str, Any]) -> Config:
-    """A :class:`Config` from a plain mapping (a saved ``config.json`` or a TOML file)."""
+    """A :class:`Config` from a plain mapping (a saved ``config.json`` or a TOML file).
+
+    Values must already have their field's type (an int where an int is expected, ``true`` not
+    ``"yes"``): nothing is coerced silently. A float field accepts a whole number.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError("a config must be a table/object of settings")
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        raise ConfigError(f"unknown config key(s): {', '.join(map(str, unknown))}")
     values = dict(values)
-    if "hidden_sizes" in values:
-        try:
-            values["hidden_sizes"] = tuple(int(h) for h in values["hidden_sizes"])
-        except (TypeError, ValueError):
-            raise ConfigError("hidden_sizes must be a list of integers") from None
+    for name, v in values.items():
+        default = FIELDS[name].default
+        if name == "hidden_sizes":
+            if not isinstance(v, (list, tuple)) or not all(_is_int(h) for h in v):
+                raise ConfigError(f"hidden_sizes must be a list of integers, got {v!r}")
+            values[name] = tuple(v)
+        elif isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, int):
+            ok = _is_int(v)
+        elif isinstance(default, float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            values[name] = float(v) if ok else v
+        else:
+            ok = isinstance(v, str)
+        if name != "hidden_sizes" and not ok:
+            raise ConfigError(f"{name} must be a {type(default).__name__}, got {v!r}")
     return Config(**values)
 
 
@@ -206,6 +219,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"hidden_sizes must be positive layer sizes, got {list(cfg.hidden_sizes)}"
         )
+    for name in ("gamma", "learning_rate", "entropy_coef", "value_coef", "max_grad_norm"):
+        if not math.isfinite(getattr(cfg, name)):
+            raise ConfigError(f"{name} must be a finite number, got {getattr(cfg, name)}")
     if not 0.0 < cfg.gamma <= 1.0:
         raise ConfigError(f"gamma must be in (0, 1], got {cfg.gamma}")
     if not cfg.learning_rate > 0.0:

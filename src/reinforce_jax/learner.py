@@ -1,7 +1,14 @@
-"""The learner: REINFORCE loss, gradients and the optax update, shared by every trainer.
+r"""The learner: REINFORCE loss, gradients and the optax update, shared by every trainer.
 
-A batch is flat: ``obs [N, *obs_shape]``, ``actions [N]``, ``returns [N]`` (Monte-Carlo
-reward-to-go) and ``mask [N]`` (1 where the step counts, 0 for padding or cut episodes).
+Shaped like an optax factory: :func:`make_learner` takes the networks, the action distribution,
+an optax optimizer and the loss hyperparameters as explicit arguments and returns pure
+``init``/``update`` functions. A batch is flat: ``obs [N, *obs_shape]``, ``actions [N, ...]``,
+``returns [N]`` (Monte-Carlo reward-to-go) and ``mask [N]`` (1 where the step counts, 0 for
+padding or cut episodes).
+
+The total loss is :math:`L = L_{pg} - c_H H + c_V L_V` with :math:`L_{pg}` the masked mean of
+:math:`-A \log \pi(a|s)`, the advantage :math:`A = G - b` for :math:`b` = 0, the batch mean of
+:math:`G`, or the learned :math:`V(s)` (held fixed in :math:`L_{pg}`), optionally standardised.
 """
 
 from __future__ import annotations
@@ -14,92 +21,91 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from reinforce_jax import math as rl
-from reinforce_jax.config import Config
-from reinforce_jax.policy import Networks
+from reinforce_jax.core.distributions import Distribution
+from reinforce_jax.core.losses import batched_policy_gradient_loss
+from reinforce_jax.core.returns import masked_mean, normalize
+from reinforce_jax.networks import Networks, policy_output, value_output
+from reinforce_jax.rollout.trajectory import Batch
 
-
-class Batch(NamedTuple):
-    obs: jax.Array
-    actions: jax.Array
-    returns: jax.Array
-    mask: jax.Array
+BASELINES = ("none", "mean", "value")
 
 
 class LearnerState(NamedTuple):
-    params: Any  # {"policy": ..., "value": ... (baseline = value)}
+    params: Any  # {"policy", "value" (baseline = value), "obs_norm" (not trained)}
     opt_state: Any
     step: jax.Array  # number of updates applied
 
 
 class Learner(NamedTuple):
-    init: Callable[[jax.Array, jax.Array], LearnerState]
+    init: Callable[..., LearnerState]
     update: Callable[[LearnerState, Batch], tuple[LearnerState, dict[str, jax.Array]]]
-    schedule: Callable[[jax.Array], jax.Array]
 
 
-def make_optimizer(cfg: Config, num_updates: int) -> tuple[optax.GradientTransformation, Callable]:
-    """Adam with the configured schedule, behind optional global-norm clipping."""
-    if cfg.lr_schedule == "linear":
-        schedule = optax.linear_schedule(cfg.learning_rate, 0.0, max(num_updates, 1))
-    else:
-        schedule = optax.constant_schedule(cfg.learning_rate)
-    adam = optax.adam(schedule)
-    if cfg.max_grad_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adam), schedule
-    return adam, schedule
+def make_learner(
+    networks: Networks,
+    dist: Distribution,
+    optimizer: optax.GradientTransformation,
+    *,
+    baseline: str = "none",
+    normalize_advantages: bool = False,
+    entropy_coef: float = 0.0,
+    value_coef: float = 0.5,
+    schedule: Callable[[jax.Array], jax.Array] | None = None,
+) -> Learner:
+    """``init(key, example_obs, obs_stats=None)`` and the jittable ``update(state, batch)``.
 
-
-def loss_fn(
-    params: Any, batch: Batch, networks: Networks, cfg: Config
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    r"""Total loss :math:`L_{pg} - c_H H + c_V L_V` and its parts.
-
-    The advantage is :math:`A = G - b` with :math:`b` = 0, the batch mean of :math:`G`, or the learned
-    :math:`V(s)` (held fixed in :math:`L_{pg}`), optionally standardised over the batch.
+    ``schedule`` (the optimizer's learning-rate schedule) is only reported as a metric.
     """
-    chex.assert_rank([batch.actions, batch.returns, batch.mask], 1)
-    mask = batch.mask
-    logits = networks.policy.apply(params["policy"], batch.obs)
-    advantages = batch.returns
-    metrics: dict[str, jax.Array] = {}
-    value_loss = jnp.zeros(())
-    if cfg.baseline == "value":
-        values = networks.value.apply(params["value"], batch.obs)
-        value_loss = rl.masked_mean(jnp.square(batch.returns - values), mask)
-        advantages = batch.returns - jax.lax.stop_gradient(values)
-        metrics["value_loss"] = value_loss
-    elif cfg.baseline == "mean":
-        advantages = batch.returns - rl.masked_mean(batch.returns, mask)
-    if cfg.normalize_advantages:
-        advantages = rl.normalize(advantages, mask)
-    pg_loss = rl.batched_policy_gradient_loss(batch.actions, logits, advantages, mask)
-    ent = rl.masked_mean(rl.entropy(logits), mask)
-    total = pg_loss - cfg.entropy_coef * ent + cfg.value_coef * value_loss
-    metrics.update(policy_loss=pg_loss, entropy=ent, loss=total)
-    return total, metrics
-
-
-def make_learner(cfg: Config, networks: Networks, num_updates: int = 1) -> Learner:
-    """Build ``init(key, example_obs)`` and the jittable ``update(state, batch)``."""
-    optimizer, schedule = make_optimizer(cfg, num_updates)
-    use_value = cfg.baseline == "value"
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    use_value = baseline == "value"
     if use_value and networks.value is None:
         raise ValueError("baseline='value' needs networks with a value network")
 
-    def init(key: jax.Array, example_obs: jax.Array) -> LearnerState:
+    def loss_fn(trainable: Any, stats: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+        chex.assert_rank([batch.returns, batch.mask], 1)
+        params = trainable if stats is None else {**trainable, "obs_norm": stats}
+        mask = batch.mask
+        out = policy_output(networks, params, batch.obs)
+        advantages = batch.returns
+        metrics: dict[str, jax.Array] = {}
+        value_loss = jnp.zeros(())
+        if use_value:
+            values = value_output(networks, params, batch.obs)
+            value_loss = masked_mean(jnp.square(batch.returns - values), mask)
+            advantages = batch.returns - jax.lax.stop_gradient(values)
+            metrics["value_loss"] = value_loss
+        elif baseline == "mean":
+            advantages = batch.returns - masked_mean(batch.returns, mask)
+        if normalize_advantages:
+            advantages = normalize(advantages, mask)
+        pg = batched_policy_gradient_loss(batch.actions, out, advantages, mask, dist)
+        ent = masked_mean(dist.entropy(out), mask)
+        total = pg - entropy_coef * ent + value_coef * value_loss
+        metrics.update(policy_loss=pg, entropy=ent, loss=total)
+        return total, metrics
+
+    def init(key: jax.Array, example_obs: jax.Array, obs_stats: Any = None) -> LearnerState:
         pkey, vkey = jax.random.split(key)
         params = {"policy": networks.policy.init(pkey, example_obs)}
         if use_value:
             params["value"] = networks.value.init(vkey, example_obs)
-        return LearnerState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+        opt_state = optimizer.init(params)
+        if obs_stats is not None:
+            params["obs_norm"] = obs_stats
+        return LearnerState(params, opt_state, jnp.zeros((), jnp.int32))
 
     def update(state: LearnerState, batch: Batch) -> tuple[LearnerState, dict[str, jax.Array]]:
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch, networks, cfg)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        trainable = {k: v for k, v in state.params.items() if k != "obs_norm"}
+        stats = state.params.get("obs_norm")
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(trainable, stats, batch)
+        updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
+        params = optax.apply_updates(trainable, updates)
+        if stats is not None:
+            params["obs_norm"] = stats
         metrics["grad_norm"] = optax.global_norm(grads)
-        metrics["learning_rate"] = schedule(state.step)
+        if schedule is not None:
+            metrics["learning_rate"] = schedule(state.step)
         return LearnerState(params, opt_state, state.step + 1), metrics
 
-    return Learner(init, update, schedule)
+    return Learner(init, update)

@@ -1,0 +1,126 @@
+"""Where training metrics go besides the run directory's JSONL: progress bar, TensorBoard, W&B.
+
+Metric names follow CleanRL's conventions so dashboards look familiar: ``charts/episodic_return``,
+``losses/policy_loss``, ``eval/mean``, ... (prefixed ``seed<N>/`` when several seeds train together).
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+from pathlib import Path
+from typing import Any
+
+from reinforce_jax.config import Config
+from reinforce_jax.errors import ConfigError
+
+# JSONL key -> logged name.
+TRAIN_NAMES = {
+    "episode_return": "charts/episodic_return",
+    "episode_length": "charts/episodic_length",
+    "learning_rate": "charts/learning_rate",
+    "sps": "charts/SPS",
+    "loss": "losses/loss",
+    "policy_loss": "losses/policy_loss",
+    "value_loss": "losses/value_loss",
+    "entropy": "losses/entropy",
+    "grad_norm": "losses/grad_norm",
+}
+EVAL_NAMES = {"eval_mean": "eval/mean", "eval_std": "eval/std", "eval_min": "eval/min",
+              "eval_max": "eval/max"}  # fmt: skip
+
+
+def _scalars(row: dict[str, Any], names: dict[str, str], multi_seed: bool) -> dict[str, float]:
+    prefix = f"seed{row.get('seed', 0)}/" if multi_seed else ""
+    out = {}
+    for key, name in names.items():
+        v = row.get(key)
+        # numbers.Real covers NumPy scalars too (np.float32 is not a Python float).
+        if isinstance(v, numbers.Real) and not isinstance(v, bool) and v == v:  # skip NaN
+            out[prefix + name] = float(v)
+    return out
+
+
+class TensorBoardSink:
+    """Event files under ``<run>/tb`` (tensorboardX: no TensorFlow needed)."""
+
+    def __init__(self, path: Path, cfg: Config):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(path / "tb"), flush_secs=10)
+        self.multi = cfg.num_seeds > 1
+        rows = "\n".join(f"|{k}|{v}|" for k, v in cfg.to_dict().items())
+        self.writer.add_text("config", f"|setting|value|\n|-|-|\n{rows}")
+
+    def log(self, rows: list[dict[str, Any]], names: dict[str, str]) -> None:
+        for row in rows:
+            step = int(row.get("env_steps", 0))
+            for name, value in _scalars(row, names, self.multi).items():
+                self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WandbSink:
+    """Weights & Biases, only when installed and asked for with ``--track``."""
+
+    def __init__(self, path: Path, cfg: Config):
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("tracking needs Weights & Biases: pip install wandb") from None
+        self.wandb = wandb
+        self.run = wandb.init(project="reinforce-jax", name=path.name, config=cfg.to_dict(),
+                              dir=str(path))  # fmt: skip
+        self.multi = cfg.num_seeds > 1
+
+    def log(self, rows: list[dict[str, Any]], names: dict[str, str]) -> None:
+        for row in rows:
+            data = _scalars(row, names, self.multi)
+            if data:
+                self.run.log({**data, "global_step": int(row.get("env_steps", 0))})
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class ProgressSink:
+    """A rich progress bar on stderr: units done, env steps, recent return, steps/s, time left."""
+
+    def __init__(self, total: int, unit: str):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total} " + unit),
+            TextColumn("{task.fields[steps]:>10} steps"), TextColumn("return {task.fields[ret]}"),
+            TextColumn("{task.fields[sps]} steps/s"), TimeRemainingColumn(),
+            transient=True, console=None,
+        )  # fmt: skip
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total, steps=0, ret="-", sps="-")
+        self.unit_key = "episode" if unit == "episodes" else "update"
+
+    def log(self, rows: list[dict[str, Any]], names: dict[str, str]) -> None:
+        if names is not TRAIN_NAMES or not rows:
+            return
+        last = rows[-1]
+        ret = last.get("episode_return")
+        self.progress.update(
+            self.task, completed=int(last.get(self.unit_key, 0)) + (self.unit_key == "episode"),
+            steps=int(last.get("env_steps", 0)), sps=f"{last.get('sps', 0):,.0f}",
+            ret="-" if ret is None or ret != ret else f"{ret:.1f}",
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_sinks(path: Path, cfg: Config, total: int, unit: str, quiet: bool, track: bool) -> list:
+    sinks: list[Any] = [TensorBoardSink(path, cfg)]
+    if track:
+        sinks.append(WandbSink(path, cfg))
+    if not quiet and sys.stderr.isatty():
+        sinks.append(ProgressSink(total, unit))
+    return sinks

@@ -1,0 +1,133 @@
+"""Environment ids to specs, JAX-native implementations and vector-environment backends.
+
+:func:`env_spec` validates an id against gymnasium's registry and describes it as an
+:class:`~reinforce_jax.envs.spec.EnvSpec`; :func:`make_jax_env` returns the JAX-native
+implementation where one exists (:data:`JAX_ENVS`); :data:`VECTOR_BACKENDS` name the vector
+environments a host trainer can step.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from reinforce_jax.envs.functional import FunctionalEnv
+from reinforce_jax.envs.functional.acrobot import Acrobot
+from reinforce_jax.envs.functional.cartpole import CartPole
+from reinforce_jax.envs.functional.mountain_car import MountainCar
+from reinforce_jax.envs.functional.mountain_car_continuous import MountainCarContinuous
+from reinforce_jax.envs.functional.pendulum import Pendulum
+from reinforce_jax.envs.spec import THRESHOLDS, Box, Discrete, EnvSpec
+from reinforce_jax.errors import EnvError
+
+JAX_ENVS: dict[str, Callable[[], FunctionalEnv]] = {
+    "CartPole-v1": CartPole,
+    "Acrobot-v1": Acrobot,
+    "MountainCar-v0": MountainCar,
+    "Pendulum-v1": Pendulum,
+    "MountainCarContinuous-v0": MountainCarContinuous,
+}
+
+
+# Retired ids gymnasium 1.x no longer registers, and what replaced them.
+RETIRED = {"LunarLander-v2": "LunarLander-v3"}
+
+
+def resolve_env_id(env_id: str) -> tuple[str, str | None]:
+    """The registered id ``env_id`` means, and a notice when it is not ``env_id`` itself.
+
+    Retired ids map to their successors; an id without a version (``CartPole``) takes the highest
+    registered version, as ``gymnasium.make`` does. Only ids in gymnasium's registry are accepted:
+    ``module:Env-vN`` ids (which make gymnasium import ``module``) and unknown ids raise
+    :class:`EnvError` here, before anything is made, so an id read from a file never runs code.
+    """
+    import gymnasium as gym
+    from gymnasium.envs.registration import find_highest_version, parse_env_id
+
+    if not isinstance(env_id, str) or not env_id or ":" in env_id:
+        raise EnvError(
+            f"environment id {env_id!r} is not a registered gymnasium id "
+            "(ids of the form module:Env would import a module)"
+        )
+    if env_id in RETIRED:
+        new = RETIRED[env_id]
+        return new, f"notice: {env_id} is retired in gymnasium 1.x; using {new}"
+    if env_id in gym.envs.registry:
+        return env_id, None
+    try:
+        ns, name, version = parse_env_id(env_id)
+    except gym.error.Error:
+        raise EnvError(f"{env_id!r} is not a valid gymnasium environment id") from None
+    if version is None:
+        latest = find_highest_version(ns, name)
+        if latest is not None:
+            new = f"{env_id}-v{latest}"
+            return new, f"notice: {env_id} has no version; using {new}, the latest registered"
+    raise EnvError(f"unknown environment {env_id!r}: not in gymnasium's registry")
+
+
+def make_gym_env(env_id: str, **kwargs: Any) -> Any:
+    """``gymnasium.make`` of a registered id; unknown ids and missing extras raise :class:`EnvError`."""
+    import gymnasium as gym
+
+    if env_id not in gym.envs.registry:
+        resolve_env_id(env_id)  # raises for ids we refuse
+        raise EnvError(f"{env_id!r} is not a registered id; use {resolve_env_id(env_id)[0]!r}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return gym.make(env_id, **kwargs)
+        except gym.error.Error as e:
+            msg = str(e).splitlines()[0]
+            raise EnvError(f"unknown or unavailable environment {env_id!r}: {msg}") from None
+        except ImportError as e:
+            raise EnvError(f"environment {env_id!r} needs a missing dependency: {e}") from None
+
+
+def action_space_of(env_id: str, space: Any) -> Discrete | Box:
+    """Our value for a gymnasium action space; :class:`EnvError` for the ones we cannot act in."""
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.Discrete):
+        if int(space.start) != 0:
+            raise EnvError(f"{env_id}: Discrete action spaces must start at 0")
+        return Discrete(int(space.n))
+    raise EnvError(
+        f"{env_id} has a {type(space).__name__} action space; reinforce-jax supports "
+        "Discrete action spaces only"
+    )
+
+
+def env_spec(env_id: str) -> EnvSpec:
+    """Describe ``env_id``; raises :class:`EnvError` unless we can train on it."""
+    import gymnasium as gym
+
+    env = make_gym_env(env_id)
+    try:
+        action_space = action_space_of(env_id, env.action_space)
+        if not isinstance(env.observation_space, gym.spaces.Box):
+            raise EnvError(
+                f"{env_id} has a {type(env.observation_space).__name__} observation space; "
+                "reinforce-jax supports Box observations only"
+            )
+        spec = env.spec
+        return EnvSpec(
+            env_id=env_id,
+            obs_shape=tuple(env.observation_space.shape),
+            action_space=action_space,
+            max_episode_steps=spec.max_episode_steps if spec is not None else None,
+            reward_threshold=spec.reward_threshold if spec is not None else None,
+            thresholds=dict(THRESHOLDS.get(env_id, {})),
+            has_jax=env_id in JAX_ENVS,
+        )
+    finally:
+        env.close()
+
+
+def make_jax_env(env_id: str) -> FunctionalEnv:
+    """The JAX-native implementation of ``env_id``; :class:`EnvError` if there is none."""
+    if env_id not in JAX_ENVS:
+        raise EnvError(f"{env_id} has no JAX implementation (available: {', '.join(JAX_ENVS)})")
+    return JAX_ENVS[env_id]()

@@ -1,0 +1,9 @@
+"""The errors every layer may raise; the application layer prints them as one line, exit code 2."""
+
+
+class ConfigError(ValueError):
+    """An impossible or unknown setting, or unusable input (a file, a run directory)."""
+
+
+class EnvError(ConfigError):
+    """An unknown, unavailable or unsupported environment."""

@@ -1,0 +1,185 @@
+"""One evaluation: run whole episodes with the one ``act``, then judge them the same way everywhere.
+
+Two backends run episodes: :func:`make_jax_evaluate` (a JAX-native environment, inside the compiled
+program) and :class:`HostEvaluator` (gymnasium environments stepped from Python: what
+``reinforce evaluate``, ``reinforce video`` and every published figure use). One
+:func:`eval_row` and one :func:`is_solved` turn returns into the rows and verdicts every trainer
+logs; :func:`summarize_returns` adds a 95% t-interval and the named thresholds of the env spec.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reinforce_jax.agent import Act, make_host_act
+from reinforce_jax.envs.functional import FunctionalEnv
+from reinforce_jax.envs.registry import make_gym_env
+from reinforce_jax.envs.spec import THRESHOLDS
+
+EVAL_ENVS = 25  # at most this many host evaluation environments (100 episodes: 4 each)
+
+# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+def t_quantile_975(dof: int) -> float:
+    return _T975[dof - 1] if 1 <= dof <= len(_T975) else 1.96
+
+
+def is_solved(mean: float | np.ndarray, threshold: float | None) -> bool | np.ndarray:
+    """The solve check: a mean evaluation return at least ``threshold`` (never, without one)."""
+    if threshold is None:
+        return np.zeros(np.shape(mean), bool) if np.ndim(mean) else False
+    return np.asarray(mean) >= threshold if np.ndim(mean) else bool(mean >= threshold)
+
+
+def eval_row(returns: np.ndarray, threshold: float | None, **ids: Any) -> dict[str, Any]:
+    """The evaluation row every trainer logs: ``ids`` (seed, update, ...) plus the figures."""
+    r = np.asarray(returns, np.float64)
+    mean = float(r.mean())
+    return {**ids, "eval_mean": mean, "eval_std": float(r.std()), "eval_min": float(r.min()),
+            "eval_max": float(r.max()), "eval_episodes": int(r.size),
+            "solved": is_solved(mean, threshold)}  # fmt: skip
+
+
+def make_jax_evaluate(
+    env: FunctionalEnv, act: Act, num_episodes: int
+) -> Callable[[Any, jax.Array], jax.Array]:
+    """``evaluate(params, key) -> returns[num_episodes]``: one full episode per environment, jittable."""
+
+    def evaluate(params: Any, key: jax.Array) -> jax.Array:
+        key, reset_key = jax.random.split(key)
+        state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
+
+        def step(carry, step_key):
+            state, obs, total, alive = carry
+            act_key, env_key = jax.random.split(step_key)
+            action = act(params, obs, act_key)
+            state, obs, reward, terminated, truncated = jax.vmap(env.step)(
+                jax.random.split(env_key, num_episodes), state, action
+            )
+            total = total + jnp.where(alive, reward, 0.0)
+            alive = alive & ~(terminated | truncated)
+            return (state, obs, total, alive), None
+
+        init = (state, obs, jnp.zeros((num_episodes,)), jnp.ones((num_episodes,), bool))
+        keys = jax.random.split(key, env.max_episode_steps)
+        (_, _, total, _), _ = jax.lax.scan(step, init, keys)
+        return total
+
+    return evaluate
+
+
+class HostEvaluator:
+    """Runs exactly ``episodes`` whole episodes on up to ``max_envs`` gymnasium environments.
+
+    Episode ``k`` resets with seed ``seed + k`` (or, with ``seed=None``, continues each
+    environment's own random stream) and runs on environment ``k % num_envs``; finished
+    environments are not stepped further, so no step is wasted and no episode is favoured for being
+    short. ``act`` is jitted over the (fixed) batch of environments.
+    """
+
+    def __init__(self, env_id: str, act: Act, episodes: int, max_envs: int = EVAL_ENVS):
+        self.episodes = episodes
+        self.envs = [make_gym_env(env_id) for _ in range(min(episodes, max_envs))]
+        self.act = make_host_act(act)
+
+    def run(self, params: Any, seed: int | None, key: jax.Array) -> tuple[np.ndarray, jax.Array]:
+        """The episodes' undiscounted returns, and the key after the actions drawn from it."""
+        n = len(self.envs)
+        queues = [list(range(i, self.episodes, n)) for i in range(n)]
+        returns = np.zeros(self.episodes, np.float64)
+        current = [-1] * n
+        active = np.zeros(n, bool)
+
+        def start(i: int) -> np.ndarray | None:
+            if not queues[i]:
+                active[i] = False
+                return None
+            current[i] = queues[i].pop(0)
+            active[i] = True
+            o, _ = self.envs[i].reset(seed=None if seed is None else seed + current[i])
+            return o
+
+        obs = np.stack([start(i) for i in range(n)]).astype(np.float32)
+        while active.any():
+            action, key = self.act(params, obs, key)
+            action = np.asarray(action)
+            for i in np.flatnonzero(active):
+                a = action[i] if action.ndim > 1 else int(action[i])
+                o, r, terminated, truncated, _ = self.envs[i].step(a)
+                returns[current[i]] += float(r)
+                if terminated or truncated:
+                    o = start(i)
+                if o is not None:
+                    obs[i] = o
+        return returns, key
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def summarize_returns(
+    env_id: str,
+    returns: np.ndarray,
+    threshold: float | None,
+    greedy: bool,
+    seed: int,
+    thresholds: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    r"""Mean, std, min, max and the 95% t-interval :math:`\bar x \pm t_{.975,n-1} s/\sqrt n`.
+
+    ``thresholds`` are the named ones reported beside the solve check (default: the env's table).
+    """
+    if thresholds is None:
+        thresholds = {k: v for k, v in THRESHOLDS.get(env_id, {}).items() if k != "solve"}
+    returns = np.asarray(returns, np.float64)
+    n = returns.size
+    mean = float(returns.mean())
+    std = float(returns.std(ddof=1)) if n > 1 else 0.0
+    half = t_quantile_975(n - 1) * std / math.sqrt(n) if n > 1 else None
+    verdicts = {name: bool(mean >= value) for name, value in thresholds.items()}
+    return {
+        "env": env_id,
+        "episodes": int(n),
+        "policy": "greedy" if greedy else "sampled",
+        "seed": seed,
+        "mean": mean,
+        "std": std,
+        "min": float(returns.min()),
+        "max": float(returns.max()),
+        "ci95": None if half is None else [mean - half, mean + half],  # no interval from 1 episode
+        "threshold": threshold,
+        "solved": is_solved(mean, threshold),
+        "thresholds": dict(thresholds),
+        "verdicts": verdicts,
+        "returns": returns.tolist(),
+    }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = [
+        f"{s['env']}: {s['episodes']} {s['policy']} episodes (seed {s['seed']})",
+        f"  mean {s['mean']:.2f} ± {s['std']:.2f} (std)   min {s['min']:.1f}   max {s['max']:.1f}",
+    ]
+    if s["ci95"] is None:
+        lines.append("  95% confidence interval of the mean: needs at least 2 episodes")
+    else:
+        lines.append(
+            f"  95% confidence interval of the mean: [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]"
+        )
+    for name, ok in s["verdicts"].items():
+        lines.append(f"  {name} threshold {s['thresholds'][name]:g}: {'met' if ok else 'not met'}")
+    if s["threshold"] is not None:
+        lines.append(f"  verdict: {'SOLVED' if s['solved'] else 'not solved'} "
+                     f"(solve check: mean >= {s['threshold']:g})")  # fmt: skip
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""Saved policies: the shipped ones (``pretrained/<env id>.msgpack`` plus a JSON sidecar), and the
+one way any saved parameters act and are evaluated (``reinforce evaluate``, ``reinforce video``)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import jax
+import numpy as np
+
+from reinforce_jax.agent import Act, make_act
+from reinforce_jax.config import Config, from_dict, validate
+from reinforce_jax.core.distributions import for_action_space
+from reinforce_jax.envs.registry import env_spec
+from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.errors import ConfigError
+from reinforce_jax.evaluate import HostEvaluator
+from reinforce_jax.networks import make_networks
+
+
+def load_pretrained(env_id: str) -> tuple[Config, Any]:
+    """The shipped policy for ``env_id``: its config and parameters (plain arrays, no code)."""
+    from flax import serialization
+
+    folder = resources.files("reinforce_jax") / "pretrained"
+    params_file, meta_file = folder / f"{env_id}.msgpack", folder / f"{env_id}.json"
+    if not params_file.is_file() or not meta_file.is_file():
+        raise ConfigError(f"no pretrained policy for {env_id}")
+    meta = json.loads(meta_file.read_text())
+    cfg = validate(from_dict(meta["config"]))
+    return cfg, serialization.msgpack_restore(params_file.read_bytes())
+
+
+def policy_act(cfg: Config, spec: EnvSpec, greedy: bool) -> Act:
+    """``act`` for parameters trained with ``cfg`` on ``spec`` (the networks rebuilt from both)."""
+    dist = for_action_space(spec.action_space)
+    networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation)
+    return make_act(networks, dist, greedy)
+
+
+def evaluate_policy(
+    cfg: Config,
+    params: Any,
+    env_id: str | None = None,
+    episodes: int = 100,
+    seed: int = 0,
+    greedy: bool = True,
+) -> np.ndarray:
+    """Returns of ``episodes`` gymnasium episodes (episode ``k`` reset with seed ``seed + k``).
+
+    ``params`` holds ``"policy"`` (and ``"obs_norm"`` when trained with it). Greedy evaluation is
+    deterministic; sampled evaluation draws from ``PRNGKey(seed)``.
+    """
+    spec = env_spec(env_id or cfg.env_id)
+    evaluator = HostEvaluator(spec.env_id, policy_act(cfg, spec, greedy), episodes)
+    try:
+        returns, _ = evaluator.run(params, seed, jax.random.PRNGKey(seed))
+        return returns
+    finally:
+        evaluator.close()

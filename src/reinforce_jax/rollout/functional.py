@@ -1,0 +1,75 @@
+"""The JAX rollout: a functional environment stepped inside the compiled program.
+
+``vmap`` over environments and ``lax.scan`` over time; environments reset automatically when an
+episode ends, so a window holds several episodes (see :mod:`reinforce_jax.rollout.trajectory`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from reinforce_jax.agent import Act
+from reinforce_jax.envs.functional import FunctionalEnv
+from reinforce_jax.rollout.trajectory import Rollout, bootstrap_truncation
+
+
+def make_jax_rollout(
+    env: FunctionalEnv,
+    act: Act,
+    num_envs: int,
+    num_steps: int,
+    gamma: float,
+    value: Callable[[Any, jax.Array], jax.Array] | None = None,
+) -> Callable[[Any, jax.Array], Rollout]:
+    """``rollout(params, key)``: reset ``num_envs`` environments, step them ``num_steps`` times.
+
+    ``act(params, obs, key)`` picks the actions. With ``value(params, obs)`` the reward of a
+    truncated (not terminated) step gains ``gamma * V(final obs)``; ``episode_returns`` stay the
+    true sums.
+    """
+
+    def rollout(params: Any, key: jax.Array) -> Rollout:
+        key, reset_key = jax.random.split(key)
+        state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
+        zeros = jnp.zeros((num_envs,), jnp.float32)
+
+        def step(carry, step_key):
+            state, obs, ep_return, ep_length = carry
+            act_key, env_key, reset_key = jax.random.split(step_key, 3)
+            action = act(params, obs, act_key)
+            env_keys = jax.random.split(env_key, num_envs)
+            next_state, next_obs, reward, terminated, truncated = jax.vmap(env.step)(
+                env_keys, state, action
+            )
+            done = terminated | truncated
+            ep_return = ep_return + reward
+            learn_reward = reward
+            if value is not None:
+                learn_reward = bootstrap_truncation(
+                    reward, terminated, truncated, value(params, next_obs), gamma
+                )
+            ep_length = ep_length + 1
+            reset_state, reset_obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
+            pick = lambda r, n: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), r, n)  # noqa: E731
+            next_state = jax.tree.map(pick, reset_state, next_state)
+            next_obs = pick(reset_obs, next_obs)
+            out = Rollout(
+                obs, action, learn_reward, done,
+                jnp.where(done, ep_return, 0.0), jnp.where(done, ep_length, 0.0),
+            )  # fmt: skip
+            carry = (
+                next_state,
+                next_obs,
+                jnp.where(done, 0.0, ep_return),
+                jnp.where(done, 0.0, ep_length),
+            )
+            return carry, out
+
+        _, traj = jax.lax.scan(step, (state, obs, zeros, zeros), jax.random.split(key, num_steps))
+        return traj
+
+    return rollout

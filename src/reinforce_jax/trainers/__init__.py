@@ -1,0 +1,72 @@
+"""Trainers and their registry.
+
+A trainer is built from a config and an environment spec; building validates every setting it
+cannot run and raises :class:`~reinforce_jax.errors.ConfigError` *before* anything is written, and
+only then does ``trainer.run(resume)`` yield events (:mod:`~reinforce_jax.trainers.events`).
+Every built trainer has ``name``, ``unit`` (what ``total`` counts), ``total``, ``log_style`` and
+``curve_window``, so the application layer never needs to know which one it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from reinforce_jax.config import Config
+from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.errors import ConfigError
+from reinforce_jax.trainers.events import Checkpoint, Event
+
+
+class Trainer(Protocol):
+    name: str
+    unit: str  # "updates" or "episodes"
+    total: int  # units the run takes at most
+    log_style: str  # "batched" or "notebook" (the console line the notebook prints)
+    curve_window: int  # moving-average window of the learning curve
+
+    def run(self, resume: Checkpoint | None = None) -> Iterator[Event]: ...
+
+
+def _compiled(cfg: Config, spec: EnvSpec) -> Any:
+    from reinforce_jax.trainers import compiled
+
+    return compiled.build(cfg, spec)
+
+
+def _host(cfg: Config, spec: EnvSpec) -> Any:
+    from reinforce_jax.trainers import host
+
+    return host.build(cfg, spec)
+
+
+def _notebook(cfg: Config, spec: EnvSpec) -> Any:
+    from reinforce_jax.trainers import notebook
+
+    return notebook.build(cfg, spec)
+
+
+# name -> build(cfg, spec); imported lazily so that a command loads only the trainer it runs.
+TRAINERS: dict[str, Callable[[Config, EnvSpec], Trainer]] = {
+    "compiled": _compiled,
+    "host": _host,
+    "notebook": _notebook,
+}
+
+
+def resolve_trainer(cfg: Config, spec: EnvSpec) -> str:
+    """The trainer ``cfg.trainer`` names; ``auto`` is compiled where a JAX-native env exists."""
+    if cfg.trainer != "auto":
+        return cfg.trainer
+    return "compiled" if spec.has_jax else "host"
+
+
+def build_trainer(cfg: Config, spec: EnvSpec) -> Trainer:
+    """Build (and so validate) the trainer for ``cfg``; :class:`ConfigError` if it cannot run."""
+    name = resolve_trainer(cfg, spec)
+    if name not in TRAINERS:
+        raise ConfigError(f"unknown trainer {name!r}; choose one of: {', '.join(TRAINERS)}")
+    return TRAINERS[name](cfg.replace(trainer=name), spec)
+
+
+__all__ = ["TRAINERS", "Trainer", "build_trainer", "resolve_trainer"]

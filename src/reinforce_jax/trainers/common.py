@@ -1,0 +1,80 @@
+"""What every trainer builds from the config: the agent (networks, distribution, learner, act).
+
+This is where the flat :class:`~reinforce_jax.config.Config` meets the explicit arguments of the
+layers below (``make_networks``, ``make_learner``, optax), written once for all trainers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from reinforce_jax.agent import Act, make_act
+from reinforce_jax.config import Config
+from reinforce_jax.core.distributions import Distribution, for_action_space
+from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.errors import ConfigError
+from reinforce_jax.learner import Learner, LearnerState, make_learner
+from reinforce_jax.networks import Networks, init_obs_stats, make_networks, value_output
+
+
+class Agent(NamedTuple):
+    networks: Networks
+    dist: Distribution
+    learner: Learner
+    act: Act  # sampling: what rollouts use
+    eval_act: Act  # greedy or sampled, as cfg.eval_greedy says
+    value: Callable[[Any, jax.Array], jax.Array] | None  # V(s) for truncation bootstraps
+    obs_shape: tuple[int, ...]
+    obs_norm: bool
+
+
+def make_optimizer(
+    cfg: Config, num_updates: int
+) -> tuple[optax.GradientTransformation, Callable[[jax.Array], jax.Array]]:
+    """Adam with the configured schedule, behind optional global-norm clipping."""
+    if cfg.lr_schedule == "linear":
+        schedule = optax.linear_schedule(cfg.learning_rate, 0.0, max(num_updates, 1))
+    else:
+        schedule = optax.constant_schedule(cfg.learning_rate)
+    adam = optax.adam(schedule)
+    if cfg.max_grad_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adam), schedule
+    return adam, schedule
+
+
+def learner_from_config(
+    cfg: Config, networks: Networks, dist: Distribution, num_updates: int
+) -> Learner:
+    """:func:`make_learner` with the optimizer and loss hyperparameters ``cfg`` names."""
+    optimizer, schedule = make_optimizer(cfg, num_updates)
+    return make_learner(
+        networks, dist, optimizer, baseline=cfg.baseline,
+        normalize_advantages=cfg.normalize_advantages, entropy_coef=cfg.entropy_coef,
+        value_coef=cfg.value_coef, schedule=schedule,
+    )  # fmt: skip
+
+
+def build_agent(cfg: Config, spec: EnvSpec, num_updates: int) -> Agent:
+    """Networks sized for ``spec``'s action space, the distribution, the learner and ``act``."""
+    try:
+        dist = for_action_space(spec.action_space)
+    except ValueError as e:
+        raise ConfigError(f"{spec.env_id}: {e}") from None
+    use_value = cfg.baseline == "value"
+    networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, use_value)
+    learner = learner_from_config(cfg, networks, dist, num_updates)
+    value = (lambda params, obs: value_output(networks, params, obs)) if use_value else None
+    return Agent(networks, dist, learner, make_act(networks, dist, greedy=False),
+                 make_act(networks, dist, greedy=cfg.eval_greedy), value,
+                 tuple(spec.obs_shape), cfg.obs_norm)  # fmt: skip
+
+
+def init_learner(agent: Agent, key: jax.Array) -> LearnerState:
+    """The learner's first state (observation statistics included when ``obs_norm``)."""
+    stats = init_obs_stats(agent.obs_shape) if agent.obs_norm else None
+    return agent.learner.init(key, jnp.zeros((1, *agent.obs_shape), jnp.float32), stats)

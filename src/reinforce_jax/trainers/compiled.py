@@ -1,0 +1,206 @@
+"""The compiled trainer: rollout, returns, loss, gradients and optax update in one XLA program.
+
+Shaped after PureJaxRL's ``make_train``: :func:`make_compiled_program` returns pure functions;
+``chunk(state)`` runs ``cfg.eval_every`` updates with ``lax.scan`` and then evaluates, all inside one
+``jax.jit``. Python runs only between chunks (logging, checkpoints, the solve check). Seeds are a
+leading ``vmap`` axis; with several devices that axis is sharded (``NamedSharding``), so the same
+code runs on one CPU, several GPUs, or several hosts after ``jax.distributed.initialize()``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from reinforce_jax.config import Config
+from reinforce_jax.envs.functional import FunctionalEnv, spec_of
+from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.errors import ConfigError
+from reinforce_jax.evaluate import eval_row, make_jax_evaluate
+from reinforce_jax.learner import LearnerState
+from reinforce_jax.networks import update_obs_stats
+from reinforce_jax.rollout.functional import make_jax_rollout
+from reinforce_jax.rollout.trajectory import episode_stats, to_batch
+from reinforce_jax.trainers.common import Agent, build_agent, init_learner
+from reinforce_jax.trainers.events import (
+    Checkpoint,
+    Done,
+    EvalRows,
+    Event,
+    TrainRows,
+    flatten_state,
+    restore_state,
+)
+
+# XLA options for programs that run once, where compile time is all that matters.
+RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+class RunnerState(NamedTuple):
+    learner: LearnerState
+    key: jax.Array  # the run's PRNG key, split once per update and per evaluation
+    env_steps: jax.Array  # environment steps taken so far (per seed)
+
+
+class CompiledProgram(NamedTuple):
+    init: Callable[[jax.Array], RunnerState]  # keys[S] -> state, jitted, over seeds
+    chunk: Callable[[RunnerState], tuple[RunnerState, dict[str, Any]]]  # jitted, over seeds
+    evaluate: Callable[..., jax.Array]  # (params, key) -> returns[eval_episodes]
+    agent: Agent
+    steps_per_update: int
+    num_updates: int  # total, rounded up to whole chunks
+
+
+def num_updates_for(cfg: Config) -> int:
+    """Updates needed to spend ``total_steps``, rounded up to whole chunks of ``eval_every``."""
+    per_update = cfg.num_envs * cfg.rollout_steps
+    chunks = max(1, math.ceil(cfg.total_steps / (per_update * cfg.eval_every)))
+    return chunks * cfg.eval_every
+
+
+def make_compiled_program(cfg: Config, env: FunctionalEnv) -> CompiledProgram:
+    """Pure functions for the compiled path of ``cfg`` on the JAX environment ``env``."""
+    num_updates = num_updates_for(cfg)
+    agent = build_agent(cfg, spec_of(env), num_updates)
+    rollout = make_jax_rollout(env, agent.act, cfg.num_envs, cfg.rollout_steps, cfg.gamma,
+                               agent.value)  # fmt: skip
+    evaluate = make_jax_evaluate(env, agent.eval_act, cfg.eval_episodes)
+    steps_per_update = cfg.num_envs * cfg.rollout_steps
+
+    def init(key: jax.Array) -> RunnerState:
+        key, init_key = jax.random.split(key)
+        return RunnerState(init_learner(agent, init_key), key, jnp.zeros((), jnp.int32))
+
+    def update(state: RunnerState, _: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
+        key, rollout_key = jax.random.split(state.key)
+        traj = rollout(state.learner.params, rollout_key)
+        learner = state.learner
+        if cfg.obs_norm:  # statistics follow the experience before the update learns from it
+            stats = update_obs_stats(learner.params["obs_norm"], traj.obs)
+            learner = learner._replace(params={**learner.params, "obs_norm": stats})
+        learner, metrics = agent.learner.update(learner, to_batch(traj, cfg.gamma))
+        metrics.update(episode_stats(traj))
+        env_steps = state.env_steps + steps_per_update
+        metrics["env_steps"] = env_steps
+        return RunnerState(learner, key, env_steps), metrics
+
+    def chunk_one(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
+        state, metrics = jax.lax.scan(update, state, None, length=cfg.eval_every)
+        key, eval_key = jax.random.split(state.key)
+        metrics["eval_returns"] = evaluate(state.learner.params, eval_key)
+        return state._replace(key=key), metrics
+
+    return CompiledProgram(
+        # init runs once: optimising its code costs more compile time (~0.6 s) than it saves.
+        init=jax.jit(jax.vmap(init), compiler_options=RUN_ONCE),
+        chunk=jax.jit(jax.vmap(chunk_one), donate_argnums=0),
+        evaluate=evaluate,
+        agent=agent,
+        steps_per_update=steps_per_update,
+        num_updates=num_updates,
+    )
+
+
+def seed_keys(cfg: Config) -> jax.Array:
+    """One PRNG key per seed: ``PRNGKey(seed + i)`` for ``i < num_seeds``."""
+    return jax.vmap(jax.random.PRNGKey)(jnp.arange(cfg.seed, cfg.seed + cfg.num_seeds))
+
+
+def shard_seeds(tree: Any) -> Any:
+    """Place the leading (seed) axis across all devices when it divides evenly; else leave as is.
+
+    jit then partitions the whole vmapped program along that axis (GSPMD); each device trains its
+    own seeds, so results equal the unsharded run's. On several hosts call
+    ``jax.distributed.initialize()`` first: ``jax.devices()`` then spans all of them.
+    """
+    devices = jax.devices()
+    leading = jax.tree.leaves(tree)[0].shape[0]
+    if len(devices) < 2 or leading % len(devices):
+        return tree
+    mesh = Mesh(np.asarray(devices), ("seed",))
+    sharding = NamedSharding(mesh, PartitionSpec("seed"))
+    return jax.device_put(tree, sharding)
+
+
+def check(cfg: Config, spec: EnvSpec) -> None:
+    """Refuse what the compiled trainer cannot run (before anything is written)."""
+    if not spec.has_jax:
+        raise ConfigError(
+            f"{spec.env_id} has no JAX implementation, so the compiled trainer cannot run it; "
+            "the host trainer can"
+        )
+
+
+class CompiledTrainer:
+    """Runs :func:`make_compiled_program` chunk by chunk, yielding events."""
+
+    name = "compiled"
+    unit = "updates"
+    log_style = "batched"
+    curve_window = 5
+
+    def __init__(self, cfg: Config, spec: EnvSpec, env: FunctionalEnv):
+        check(cfg, spec)
+        self.cfg, self.spec = cfg, spec
+        self.program = make_compiled_program(cfg, env)
+        self.total = self.program.num_updates
+
+    def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
+        """Train; ``resume`` continues exactly from a checkpoint this trainer yielded.
+
+        A resumed run ends with the parameters an uninterrupted one would have had.
+        """
+        cfg, program = self.cfg, self.program
+        threshold = self.spec.solve_threshold
+        start = time.perf_counter()
+        state = program.init(seed_keys(cfg))
+        first_chunk = 0
+        solved_at: dict[str, dict[str, Any]] = {}
+        if resume is not None:
+            state = restore_state(state, resume.state)
+            first_chunk = resume.evaluations
+            solved_at = dict(resume.meta.get("solved_at", {}))
+        state = shard_seeds(state)
+        seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
+        for chunk in range(first_chunk, program.num_updates // cfg.eval_every):
+            state, metrics = program.chunk(state)
+            metrics = jax.device_get(metrics)
+            wall = time.perf_counter() - start
+            eval_returns = np.asarray(metrics.pop("eval_returns"))  # [S, E]
+            updates = int(state.learner.step[0])
+            rows = []
+            for i, seed in enumerate(seeds):
+                for u in range(cfg.eval_every):
+                    row = {k: v[i, u] for k, v in metrics.items()}
+                    row.update(seed=seed, update=updates - cfg.eval_every + u + 1, wall_time=wall)
+                    rows.append(row)
+            yield TrainRows(rows)
+            evals = []
+            for i, seed in enumerate(seeds):
+                row = eval_row(eval_returns[i], threshold, seed=seed, update=updates,
+                               env_steps=int(metrics["env_steps"][i, -1]), wall_time=wall)  # fmt: skip
+                evals.append(row)
+                if row["solved"] and str(seed) not in solved_at:
+                    solved_at[str(seed)] = row
+            # Host copies: the next chunk donates (frees) the device buffers.
+            host_state = jax.device_get(state)
+            yield EvalRows(evals, host_state.learner.params)
+            yield Checkpoint(chunk + 1, flatten_state(host_state), {"solved_at": solved_at})
+            if cfg.stop_when_solved and len(solved_at) == len(seeds):
+                break
+        params = jax.device_get(state.learner.params)
+        yield Done(params, int(np.asarray(state.env_steps)[0]), solved_at)
+
+
+def build(cfg: Config, spec: EnvSpec) -> CompiledTrainer:
+    from reinforce_jax.envs.registry import make_jax_env
+
+    check(cfg, spec)
+    return CompiledTrainer(cfg, spec, make_jax_env(spec.env_id))

@@ -1,0 +1,125 @@
+"""`reinforce evaluate`, `video`, `plot`, `runs` and the TensorBoard log, on a short real run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reinforce_jax.app.cli import main
+from reinforce_jax.evaluate import summarize_returns, t_quantile_975
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "cartpole"
+    assert main(["train", "--run-dir", str(path), "--total-steps", "30000", "--quiet",
+                 "--set", "eval_episodes=10"]) == 0  # fmt: skip
+    return path
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("reinforce: error:")
+    return err[0]
+
+
+def test_summary_statistics():
+    s = summarize_returns("CartPole-v1", [500, 480, 490, 470], threshold=500.0, greedy=True, seed=0)
+    assert s["mean"] == 485.0 and s["min"] == 470 and s["max"] == 500
+    half = t_quantile_975(3) * s["std"] / 2
+    assert s["ci95"] == pytest.approx([485 - half, 485 + half])
+    assert s["thresholds"] == {"gymnasium": 475.0, "notebook": 500.0}
+    assert s["verdicts"] == {"gymnasium": True, "notebook": False}
+    assert s["solved"] is False
+
+
+def test_evaluate_json(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--episodes", "5", "--seed", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("env", "episodes", "mean", "std", "min", "max", "ci95", "threshold", "solved"):
+        assert key in result
+    assert result["env"] == "CartPole-v1" and result["episodes"] == 5
+    assert result["min"] <= result["mean"] <= result["max"]
+    assert result["threshold"] == 500.0
+    # Fixed seeds give fixed results; greedy and sampled are both available.
+    assert main(["evaluate", str(run_dir), "--episodes", "5", "--seed", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["returns"] == result["returns"]
+    assert main(["evaluate", str(run_dir), "--episodes", "3", "--sampled"]) == 0
+    assert "sampled" in capsys.readouterr().out
+
+
+def test_video_gif_and_mp4(run_dir, tmp_path, capsys):
+    gif = tmp_path / "cart.gif"
+    assert main(["video", str(run_dir), "--out", str(gif), "--every", "4"]) == 0
+    assert gif.read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+    mp4 = tmp_path / "cart.mp4"
+    assert main(["video", str(run_dir), "--out", str(mp4)]) == 0
+    assert mp4.read_bytes()[4:8] == b"ftyp"
+
+
+def test_plot_several_runs_as_svg_and_runs_listing(run_dir, tmp_path, capsys):
+    out = tmp_path / "curves.svg"
+    assert main(["plot", str(run_dir), str(run_dir), "--x", "wall_time", "--out", str(out)]) == 0
+    assert out.read_text().lstrip().startswith("<?xml")
+    assert main(["runs", str(run_dir.parent)]) == 0
+    listing = capsys.readouterr().out
+    assert "cartpole" in listing and "CartPole-v1" in listing and "finished" in listing
+
+
+def test_tensorboard_event_file(run_dir):
+    files = list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    data = files[0].read_bytes()
+    for tag in (b"charts/episodic_return", b"losses/policy_loss", b"eval/mean", b"charts/SPS"):
+        assert tag in data
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["evaluate", "{missing}"], "does not exist"),
+        (["evaluate", "--pretrained", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+        (["evaluate"], "either"),
+        (["evaluate", "{run}", "--episodes", "0"], "--episodes"),
+        (["video", "{run}", "--out", "{tmp}/clip.avi"], ".mp4 or .gif"),
+        (["video", "{run}", "--out", "{tmp}/no/such/dir/clip.gif"], "does not exist"),
+        (["plot", "{run}", "--out", "{tmp}/curve.jpg"], ".png or .svg"),
+        (["plot", "{foreign}"], "not a reinforce-jax run"),
+        (["runs", "{missing}"], "no runs directory"),
+    ],
+)
+def test_tool_errors_are_one_line_exit_2(run_dir, tmp_path, capsys, argv, needle):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    subs = {"run": str(run_dir), "missing": str(tmp_path / "missing"), "tmp": str(tmp_path),
+            "foreign": str(foreign)}  # fmt: skip
+    before = sorted(p.name for p in run_dir.iterdir())
+    assert main([a.format(**subs) for a in argv]) == 2
+    assert needle in error_line(capsys)
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_pretrained_cartpole_solves(capsys):
+    assert main(["evaluate", "--pretrained", "CartPole-v1", "--episodes", "20", "--seed", "7",
+                 "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert result["mean"] >= 475.0
+
+
+def test_config_file_with_command_line_overrides(tmp_path, capsys):
+    cfg_file = tmp_path / "exp.toml"
+    cfg_file.write_text('learning_rate = 0.005\nhidden_sizes = [16, 16]\ntotal_steps = 4000\n'
+                        'eval_episodes = 4\nseed = 9\n')  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg_file), "--seed", "2", "--run-dir", str(run),
+                 "--quiet"]) == 0  # fmt: skip
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["learning_rate"] == 0.005 and saved["hidden_sizes"] == [16, 16]
+    assert saved["seed"] == 2  # the flag wins over the file
+    bad = tmp_path / "bad.toml"
+    bad.write_text("learning_rate = \n")
+    assert main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "x")]) == 2
+    assert "bad.toml" in error_line(capsys)
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,279 @@
+"""Tests of the policy/value networks and of the learner, with Flax and the notebook's Haiku net."""
+
+from __future__ import annotations
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from reinforce_jax.config import make_config
+from reinforce_jax.core import Categorical
+from reinforce_jax.learner import Batch
+from reinforce_jax.networks import Networks, make_networks
+from reinforce_jax.trainers.common import learner_from_config
+
+OBS_DIM = 4
+NUM_ACTIONS = 2
+
+
+def make_learner(cfg, networks, num_updates=1):
+    """The learner a trainer builds from ``cfg`` (a categorical policy over NUM_ACTIONS)."""
+    return learner_from_config(cfg, networks, Categorical(NUM_ACTIONS), num_updates)
+
+
+def make_policy_network(num_actions: int, layers=None) -> hk.Transformed:
+    """The notebook's policy network factory (``layers=[20, 20]`` by default)."""
+    layers = [20, 20] if layers is None else list(layers)
+
+    def policy_network(obs):
+        network = hk.Sequential([hk.Flatten(), hk.nets.MLP(layers + [num_actions])])
+        return network(obs)
+
+    return hk.without_apply_rng(hk.transform(policy_network))
+
+
+def shapes(tree):
+    return jax.tree_util.tree_map(lambda x: tuple(x.shape), tree)
+
+
+def fixed_batch(n: int = 64, seed: int = 0) -> Batch:
+    """Action 1 always earns a positive return, action 0 a negative one."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(scale=0.5, size=(n, OBS_DIM)).astype(np.float32)
+    actions = (np.arange(n) % 2).astype(np.int32)
+    returns = np.where(actions == 1, 10.0, -10.0).astype(np.float32)
+    return Batch(jnp.asarray(obs), jnp.asarray(actions), jnp.asarray(returns), jnp.ones(n))
+
+
+def mean_prob_action1(networks: Networks, params, obs) -> float:
+    logits = networks.policy.apply(params["policy"], obs)
+    return float(jnp.mean(jax.nn.softmax(logits, axis=-1)[:, 1]))
+
+
+def max_abs_diff(a, b) -> float:
+    diffs = jax.tree_util.tree_map(lambda x, y: jnp.max(jnp.abs(x - y)), a, b)
+    return float(max(jax.tree_util.tree_leaves(diffs)))
+
+
+# --------------------------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------------------------
+
+
+def test_make_networks_default_hidden_sizes():
+    networks = make_networks(num_outputs=NUM_ACTIONS)
+    assert networks.value is None
+    params = networks.policy.init(jax.random.PRNGKey(0), jnp.ones((3, OBS_DIM)))
+    dense = params["params"]
+    assert [dense[f"Dense_{i}"]["kernel"].shape for i in range(3)] == [(4, 20), (20, 20), (20, 2)]
+    assert [dense[f"Dense_{i}"]["bias"].shape for i in range(3)] == [(20,), (20,), (2,)]
+    assert len(dense) == 3
+    biases = sorted(tuple(x.shape) for x in jax.tree_util.tree_leaves(params) if x.ndim == 1)
+    assert biases == [(2,), (20,), (20,)]
+    # Same number of parameters as the notebook's Haiku MLP.
+    hk_params = make_policy_network(NUM_ACTIONS).init(jax.random.PRNGKey(0), jnp.ones(OBS_DIM))
+    count = lambda t: sum(x.size for x in jax.tree_util.tree_leaves(t))
+    assert count(params) == count(hk_params) == 4 * 20 + 20 + 20 * 20 + 20 + 20 * 2 + 2
+
+
+def test_make_networks_custom_hidden_sizes():
+    networks = make_networks(num_outputs=3, hidden_sizes=(8, 16, 4))
+    params = networks.policy.init(jax.random.PRNGKey(0), jnp.ones((1, OBS_DIM)))
+    layer_shapes = sorted(tuple(x.shape) for x in jax.tree_util.tree_leaves(params) if x.ndim == 2)
+    assert layer_shapes == sorted([(4, 8), (8, 16), (16, 4), (4, 3)])
+
+
+def test_policy_output_shapes():
+    networks = make_networks(num_outputs=NUM_ACTIONS)
+    params = networks.policy.init(jax.random.PRNGKey(1), jnp.ones((5, OBS_DIM)))
+    batched = networks.policy.apply(params, jnp.ones((7, OBS_DIM)))
+    assert batched.shape == (7, NUM_ACTIONS)
+    assert batched.dtype == jnp.float32
+    single = networks.policy.apply(params, jnp.ones(OBS_DIM))
+    assert single.shape == (NUM_ACTIONS,)
+    # A single observation gives the same logits as the same observation in a batch.
+    obs = jax.random.normal(jax.random.PRNGKey(2), (6, OBS_DIM))
+    np.testing.assert_allclose(
+        np.asarray(networks.policy.apply(params, obs[3])),
+        np.asarray(networks.policy.apply(params, obs)[3]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    # Params initialised with a single observation work on a batch (and vice versa).
+    params_single = networks.policy.init(jax.random.PRNGKey(1), jnp.ones(OBS_DIM))
+    assert shapes(params_single) == shapes(params)
+
+
+def test_value_network_output_shape():
+    networks = make_networks(num_outputs=NUM_ACTIONS, with_value=True)
+    assert networks.value is not None
+    params = networks.value.init(jax.random.PRNGKey(0), jnp.ones((3, OBS_DIM)))
+    assert networks.value.apply(params, jnp.ones((9, OBS_DIM))).shape == (9,)
+    assert networks.value.apply(params, jnp.ones(OBS_DIM)).shape == ()
+
+
+def test_head_scale_starts_near_uniform():
+    networks = make_networks(num_outputs=NUM_ACTIONS, head_scale=0.01)
+    obs = jax.random.normal(jax.random.PRNGKey(0), (32, OBS_DIM))
+    params = networks.policy.init(jax.random.PRNGKey(0), obs)
+    probs = jax.nn.softmax(networks.policy.apply(params, obs), axis=-1)
+    np.testing.assert_allclose(np.asarray(probs), 0.5, atol=0.02)
+
+
+# --------------------------------------------------------------------------------------------
+# The learner
+# --------------------------------------------------------------------------------------------
+
+
+def run_updates(networks: Networks, cfg, num_updates: int = 20):
+    learner = make_learner(cfg, networks, num_updates=num_updates)
+    batch = fixed_batch()
+    state0 = learner.init(jax.random.PRNGKey(0), batch.obs)
+    update = jax.jit(learner.update)
+    state = state0
+    for _ in range(num_updates):
+        state, metrics = update(state, batch)
+    return batch, state0, state, metrics
+
+
+@pytest.mark.parametrize("net", ["haiku_notebook", "flax"])
+@pytest.mark.parametrize("preset", ["default", "notebook"])
+def test_learner_reinforces_the_rewarded_action(net, preset):
+    cfg = make_config(preset=preset)
+    # Whatever baseline the preset picks, give the learner the networks it needs.
+    flax_networks = make_networks(NUM_ACTIONS, with_value=cfg.baseline == "value")
+    if net == "haiku_notebook":
+        networks = Networks(make_policy_network(NUM_ACTIONS, [20, 20]), flax_networks.value)
+    else:
+        networks = flax_networks
+    batch, state0, state, metrics = run_updates(networks, cfg)
+
+    p0 = mean_prob_action1(networks, state0.params, batch.obs)
+    p1 = mean_prob_action1(networks, state.params, batch.obs)
+    assert p1 > p0 + 0.02, (p0, p1)
+    assert max_abs_diff(state0.params, state.params) > 1e-3
+    assert int(state.step) == 20
+    for name in ("loss", "policy_loss", "entropy", "grad_norm", "learning_rate"):
+        assert np.isfinite(float(metrics[name])), name
+
+
+def notebook_learn_fn(network: hk.Transformed, optimizer: optax.GradientTransformation):
+    """The notebook's ``batched_policy_gradient_loss`` and ``REINFORCE_learn``, hand-written."""
+
+    def compute_weighted_log_prob(action_prob, episode_return):
+        return episode_return * jnp.log(action_prob)
+
+    def policy_gradient_loss(action, logits, returns):
+        action_prob = jax.nn.softmax(logits)[action]
+        return -compute_weighted_log_prob(action_prob, returns)
+
+    def batched_loss(params, obs_batch, action_batch, returns_batch):
+        logits_batch = network.apply(params, obs_batch)
+        losses = jax.vmap(policy_gradient_loss)(action_batch, logits_batch, returns_batch)
+        return jnp.mean(losses)
+
+    def learn(params, optim_state, obs, action, returns):
+        loss, grads = jax.value_and_grad(batched_loss)(params, obs, action, returns)
+        updates, optim_state = optimizer.update(grads, optim_state)
+        return optax.apply_updates(params, updates), optim_state, loss, optax.global_norm(grads)
+
+    return jax.jit(learn)
+
+
+def test_notebook_config_update_equals_notebook_learn():
+    cfg = make_config(preset="notebook")
+    assert cfg.learning_rate == 1e-3 and cfg.baseline == "none"
+    network = make_policy_network(NUM_ACTIONS, list(cfg.hidden_sizes))
+    networks = Networks(policy=network)
+    learner = make_learner(cfg, networks, num_updates=10)
+
+    rng = np.random.default_rng(123)
+    n = cfg.batch_size
+    state = learner.init(jax.random.PRNGKey(0), jnp.ones((1, OBS_DIM)))
+    params = state.params["policy"]
+    optimizer = optax.adam(1e-3)
+    optim_state = optimizer.init(params)
+    notebook_learn = notebook_learn_fn(network, optimizer)
+    update = jax.jit(learner.update)
+
+    for step in range(3):  # several steps, so Adam's moments (not just signs) are compared
+        obs = rng.normal(scale=0.5, size=(n, OBS_DIM)).astype(np.float32)
+        action = rng.integers(0, 2, size=n).astype(np.int32)
+        # The notebook's memory stores int32 returns of episodes of length <= 500.
+        returns = rng.integers(1, 100, size=n).astype(np.int32)
+
+        params, optim_state, nb_loss, nb_grad_norm = notebook_learn(
+            params, optim_state, obs, action, returns
+        )
+        batch = Batch(obs, action, returns.astype(np.float32), np.ones(n, np.float32))
+        state, metrics = update(state, batch)
+
+        np.testing.assert_allclose(float(metrics["loss"]), float(nb_loss), rtol=1e-5)
+        np.testing.assert_allclose(float(metrics["grad_norm"]), float(nb_grad_norm), rtol=1e-4)
+        assert max_abs_diff(state.params["policy"], params) <= 1e-6, step
+    assert int(state.step) == 3
+
+
+def test_value_baseline():
+    cfg = make_config(overrides={"baseline": "value"})
+    networks = make_networks(NUM_ACTIONS, with_value=True)
+    learner = make_learner(cfg, networks, num_updates=5)
+    batch = fixed_batch()
+    state0 = learner.init(jax.random.PRNGKey(0), batch.obs)
+    assert set(state0.params) == {"policy", "value"}
+    assert networks.value.apply(state0.params["value"], batch.obs).shape == batch.returns.shape
+
+    update = jax.jit(learner.update)
+    state, metrics = update(state0, batch)
+    assert "value_loss" in metrics
+    values = networks.value.apply(state0.params["value"], batch.obs)
+    expected_value_loss = jnp.mean(jnp.square(batch.returns - values))
+    np.testing.assert_allclose(float(metrics["value_loss"]), float(expected_value_loss), rtol=1e-5)
+    assert max_abs_diff(state0.params["value"], state.params["value"]) > 0.0
+    for _ in range(4):
+        state, metrics = update(state, batch)
+    assert float(metrics["value_loss"]) < float(expected_value_loss)
+
+
+def test_value_baseline_needs_value_network():
+    cfg = make_config(overrides={"baseline": "value"})
+    with pytest.raises(ValueError):
+        make_learner(cfg, make_networks(NUM_ACTIONS), num_updates=1)
+
+
+def test_no_value_entry_without_value_baseline():
+    cfg = make_config(preset="notebook")
+    learner = make_learner(cfg, make_networks(NUM_ACTIONS), num_updates=1)
+    state = learner.init(jax.random.PRNGKey(0), jnp.ones((1, OBS_DIM)))
+    assert set(state.params) == {"policy"}
+    _, metrics = jax.jit(learner.update)(state, fixed_batch(8))
+    assert "value_loss" not in metrics
+
+
+def test_learner_mask_excludes_steps():
+    cfg = make_config(preset="notebook")
+    networks = make_networks(NUM_ACTIONS)
+    learner = make_learner(cfg, networks, num_updates=1)
+    batch = fixed_batch(16)
+    state = learner.init(jax.random.PRNGKey(0), batch.obs)
+    mask = jnp.asarray(np.arange(16) < 10, jnp.float32)
+    masked = Batch(batch.obs, batch.actions, batch.returns, mask)
+    # Garbage in the masked-out steps must not change the update.
+    garbage = Batch(
+        batch.obs.at[10:].set(100.0),
+        batch.actions,
+        batch.returns.at[10:].set(1e6),
+        mask,
+    )
+    update = jax.jit(learner.update)
+    s1, m1 = update(state, masked)
+    s2, m2 = update(state, garbage)
+    np.testing.assert_allclose(float(m1["loss"]), float(m2["loss"]), rtol=1e-6)
+    assert max_abs_diff(s1.params, s2.params) <= 1e-7
+    # And it equals the update on the unmasked prefix alone.
+    prefix = Batch(batch.obs[:10], batch.actions[:10], batch.returns[:10], jnp.ones(10))
+    s3, _ = update(state, prefix)
+    assert max_abs_diff(s1.params, s3.params) <= 1e-6

@@ -1,0 +1,106 @@
+"""Rollouts: the host rollout over a vector environment, episode assembly across windows,
+truncation bootstraps, and the batch they feed the learner."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from reinforce_jax.agent import make_act
+from reinforce_jax.core import Categorical
+from reinforce_jax.envs.vector import GymnasiumVectorEnv
+from reinforce_jax.networks import make_networks, value_output
+from reinforce_jax.rollout.trajectory import Rollout, to_batch
+from reinforce_jax.rollout.vectorized import EpisodeAssembler, HostRollout
+
+
+def test_assembler_carries_cut_episodes_to_the_next_window():
+    # Two environments, windows of 4 steps. Env 0 ends an episode at t=1 and is cut after t=3;
+    # env 1 runs through both windows and ends at the second window's t=2.
+    asm = EpisodeAssembler(num_envs=2, window=4, carry_cap=9, obs_shape=(1,), capacity=16)
+    obs = np.arange(8, dtype=np.float32).reshape(4, 2, 1)
+    act = np.arange(8, dtype=np.int32).reshape(4, 2)
+    rew = np.array([[1, 10], [2, 20], [3, 30], [4, 40]], np.float32)
+    ends = np.array([[0, 0], [1, 0], [0, 0], [0, 0]], bool)
+    o, a, r, e = asm.assemble(obs, act, rew, ends)
+    assert o.shape == (16, 1, 1) and a.shape == r.shape == e.shape == (16, 1)
+    # Only env 0's complete episode (rewards 1, 2) is learned from; the cut tails are carried.
+    np.testing.assert_array_equal(r[:3, 0], [1, 2, 0])
+    np.testing.assert_array_equal(e[:, 0], [False, True] + [False] * 14)
+    assert asm.carried() == [2, 4]
+    batch = to_batch(Rollout(o, a, r, e, r, r), gamma=0.5)
+    np.testing.assert_allclose(batch.returns[:2], [1 + 0.5 * 2, 2])
+    np.testing.assert_array_equal(batch.mask, [1, 1] + [0] * 14)
+
+    rew2 = np.array([[5, 50], [6, 60], [7, 70], [8, 80]], np.float32)
+    ends2 = np.array([[1, 0], [0, 0], [0, 1], [0, 0]], bool)
+    o, a, r, e = asm.assemble(obs + 100, act + 100, rew2, ends2)
+    # Env 0: carried 3, 4 then 5 (end); env 1: carried 10..40 then 50, 60, 70 (end). Never cut early.
+    np.testing.assert_array_equal(r[:10, 0], [3, 4, 5, 10, 20, 30, 40, 50, 60, 70])
+    np.testing.assert_array_equal(np.flatnonzero(e[:, 0]), [2, 9])
+    np.testing.assert_array_equal(a[:10, 0], [4, 6, 100, 1, 3, 5, 7, 101, 103, 105])
+    np.testing.assert_array_equal(o[:3, 0, 0], [4, 6, 100])  # observations travel with their steps
+    assert asm.carried() == [3, 1] and asm.dropped == 0
+    batch = to_batch(Rollout(o, a, r, e, r, r), gamma=1.0)
+    np.testing.assert_allclose(batch.returns[:3], [12, 9, 5])  # Monte-Carlo over the whole episode
+    np.testing.assert_allclose(batch.returns[3], 10 + 20 + 30 + 40 + 50 + 60 + 70)
+    np.testing.assert_array_equal(batch.mask, [1] * 10 + [0] * 6)
+
+
+def test_assembler_defers_what_does_not_fit_and_drops_overlong_tails():
+    asm = EpisodeAssembler(num_envs=1, window=4, carry_cap=2, obs_shape=(), capacity=6)
+    ones = np.ones((4, 1), np.float32)
+    ends = np.array([[1], [0], [1], [1]], bool)  # episodes of 1, 2 and 1 steps
+    _, _, r, e = asm.assemble(ones, ones.astype(np.int32), ones * [[1], [2], [3], [4]], ends)
+    np.testing.assert_array_equal(np.flatnonzero(e[:, 0]), [0, 2, 3])
+    asm2 = EpisodeAssembler(num_envs=1, window=4, carry_cap=3, obs_shape=(), capacity=7)
+    for _ in range(2):  # no end for 8 steps: the tail keeps its newest 3 steps
+        asm2.assemble(ones, ones.astype(np.int32), ones, np.zeros((4, 1), bool))
+    assert asm2.carried() == [3] and asm2.dropped == 5
+    # A batch full of waiting episodes: 3 episodes of 4 steps, capacity 7 -> one per update.
+    asm3 = EpisodeAssembler(num_envs=3, window=4, carry_cap=3, obs_shape=(), capacity=7)
+    full = np.zeros((4, 3), bool)
+    full[3] = True
+    _, _, r, e = asm3.assemble(np.ones((4, 3)), np.ones((4, 3), np.int32), np.ones((4, 3)), full)
+    assert e.sum() == 1 and asm3.queued == 8
+
+
+class _Fake(gym.Env):
+    """Observation [t], reward 1 per step, never terminates (the time limit truncates it)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, False, False, {}
+
+
+gym.register("ReinforceJaxFake-v0", entry_point=_Fake, max_episode_steps=3)
+
+
+def test_truncation_bootstraps_with_the_value_of_the_final_observation():
+    nets = make_networks(2, (8,), with_value=True)
+    key = jax.random.PRNGKey(0)
+    params = {"policy": nets.policy.init(key, np.zeros((1, 1))),
+              "value": nets.value.init(key, np.zeros((1, 1)))}  # fmt: skip
+    act = make_act(nets, Categorical(2), greedy=False)
+    value = lambda p, o: value_output(nets, p, o)  # noqa: E731
+    for bootstrap in (True, False):
+        envs = GymnasiumVectorEnv("ReinforceJaxFake-v0", 2)
+        src = HostRollout(envs, act, 7, 0.9, seed=0, value=value if bootstrap else None)
+        window, _ = src.collect(params, key)
+        src.close()
+        np.testing.assert_array_equal(window.obs[:, 0, 0], [0, 1, 2, 0, 1, 2, 0])
+        np.testing.assert_array_equal(window.ends[:, 0], [0, 0, 1, 0, 0, 1, 0])
+        assert window.episode_returns == [3.0] * 4 and window.episode_lengths == [3] * 4
+        v3 = float(nets.value.apply(params["value"], np.array([[3.0]]))[0])
+        expected = 1 + 0.9 * v3 if bootstrap else 1.0
+        np.testing.assert_allclose(window.rewards[[2, 5], 0], expected, rtol=1e-6)
+        np.testing.assert_array_equal(window.rewards[[0, 1, 3, 4, 6], 0], 1.0)

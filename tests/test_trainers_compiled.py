@@ -1,0 +1,143 @@
+"""The compiled trainer: determinism, seeds as a vmap axis, sharding, budgets and stopping."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+
+from helpers import train_events
+from reinforce_jax.config import make_config
+from reinforce_jax.envs import make_jax_env
+from reinforce_jax.trainers.compiled import make_compiled_program, num_updates_for, seed_keys
+
+SMALL = dict(num_envs=4, rollout_steps=100, eval_every=2, eval_episodes=8, total_steps=4000)
+
+
+def run_events(**overrides):
+    cfg = make_config("CartPole-v1", overrides={**SMALL, **overrides})
+    return cfg, train_events(cfg, threshold=500.0)
+
+
+def test_events_and_budget():
+    cfg, events = run_events()
+    train = [r for e in events for r in e.get("train", [])]
+    evals = [r for e in events for r in e.get("eval", [])]
+    done = events[-1]["done"]
+    per_update = cfg.num_envs * cfg.rollout_steps
+    assert num_updates_for(cfg) == 10  # 4000 / 400 updates, a whole number of chunks
+    assert [r["update"] for r in train] == list(range(1, 11))
+    assert [r["env_steps"] for r in train] == [per_update * u for u in range(1, 11)]
+    assert [r["update"] for r in evals] == [2, 4, 6, 8, 10]
+    assert done["env_steps"] == 4000
+    for r in evals:
+        assert r["eval_min"] <= r["eval_mean"] <= r["eval_max"] <= 500
+        assert r["solved"] == (r["eval_mean"] >= 500)
+
+
+def test_budget_rounds_up_to_whole_chunks():
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "total_steps": 4001})
+    assert num_updates_for(cfg) == 12
+
+
+def test_stop_when_solved_stops_at_first_solve():
+    # A threshold of 0 is met by the first evaluation, so one chunk runs.
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "stop_when_solved": True})
+    events = train_events(cfg, threshold=0.0)
+    evals = [r for e in events for r in e.get("eval", [])]
+    assert len(evals) == 1 and evals[0]["solved"]
+    assert events[-1]["done"]["env_steps"] == cfg.eval_every * cfg.num_envs * cfg.rollout_steps
+
+
+def test_same_seed_is_bit_identical_and_seeds_differ():
+    _, a = run_events(num_seeds=2)
+    _, b = run_events(num_seeds=2)
+    pa, pb = a[-1]["done"]["params"], b[-1]["done"]["params"]
+    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb), strict=True):
+        np.testing.assert_array_equal(x, y)
+    rows = [r for e in a for r in e.get("train", [])]
+    by_seed = {s: [r["loss"] for r in rows if r["seed"] == s] for s in (0, 1)}
+    assert by_seed[0] != by_seed[1]
+
+
+def test_each_seed_of_a_vmapped_run_matches_its_own_run():
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "seed": 5, "num_seeds": 3})
+    assert np.asarray(seed_keys(cfg)).tolist() == [
+        np.asarray(jax.random.PRNGKey(s)).tolist() for s in (5, 6, 7)
+    ]
+    trainer = make_compiled_program(cfg, make_jax_env("CartPole-v1"))
+    state = trainer.init(seed_keys(cfg))
+    state, metrics = trainer.chunk(state)
+    assert metrics["loss"].shape == (3, cfg.eval_every)
+    assert metrics["eval_returns"].shape == (3, cfg.eval_episodes)
+
+
+def test_training_improves_cartpole():
+    cfg = make_config("CartPole-v1", overrides={"total_steps": 60_000, "eval_episodes": 20})
+    events = train_events(cfg, threshold=500.0)
+    evals = [r["eval_mean"] for e in events for r in e.get("eval", [])]
+    train = [r["episode_return"] for e in events for r in e.get("train", [])]
+    assert np.mean(train[-5:]) > 2 * np.mean(train[:3])  # random play lasts ~22 steps
+    assert max(evals) > 150
+
+
+SHARDED = textwrap.dedent(
+    """
+    import json, os, sys
+    import jax, numpy as np
+    from reinforce_jax.config import make_config
+    from helpers import train_events
+    cfg = make_config("CartPole-v1", overrides=json.loads(sys.argv[1]))
+    events = train_events(cfg, threshold=500.0)
+    leaf = jax.tree.leaves(events[-1]["done"]["params"])[0]
+    rows = [r for e in events for r in e.get("train", []) + e.get("eval", [])]
+    print(json.dumps({"devices": jax.device_count(), "rows": rows,
+                      "params": [np.asarray(x).tolist() for x in
+                                 jax.tree.leaves(events[-1]["done"]["params"])]},
+                     default=float))
+    """
+)
+
+
+def _run_subprocess(devices: int) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.path.dirname(__file__)  # for helpers
+    overrides = json.dumps({**SMALL, "num_seeds": 4, "total_steps": 1600})
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARDED, overrides], env=env, capture_output=True, text=True,
+        timeout=600, check=True,
+    )  # fmt: skip
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_sharded_over_two_devices_equals_unsharded():
+    one, two = _run_subprocess(1), _run_subprocess(2)
+    assert one["devices"] == 1 and two["devices"] == 2
+    assert len(one["rows"]) == len(two["rows"])
+    for a, b in zip(one["rows"], two["rows"], strict=True):
+        assert a.keys() == b.keys()
+        # Sampled actions, hence episodes, are identical; losses agree to float32 rounding
+        # (each device reduces over its own seeds, so XLA may tile sums differently).
+        for key in ("seed", "update", "env_steps", "episodes", "episode_return", "eval_mean"):
+            assert a.get(key) == b.get(key), key
+        for key in set(a) - {"wall_time"}:
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    for a, b in zip(one["params"], two["params"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_obs_norm_statistics_live_in_the_parameters():
+    # Every trainer can normalise observations: here the statistics follow each rollout inside
+    # the compiled program and count every training step once.
+    cfg, events = run_events(obs_norm=True)
+    stats = jax.tree.map(lambda x: x[0], events[-1]["done"]["params"])["obs_norm"]
+    assert set(stats) == {"mean", "var", "count"}
+    assert float(stats["count"]) == np.float32(1e-4 + cfg.total_steps)
+    assert np.all(np.asarray(stats["var"]) > 0) and np.any(np.asarray(stats["mean"]) != 0)
