@@ -252,13 +252,73 @@ def test_a_run_directory_never_makes_the_cli_import_a_module(tmp_path, capsys):
 def test_resume_refuses_other_flags_and_version_and_evaluate_hints(tmp_path, capsys):
     from reinforce_jax.app.cli import main
 
-    assert main(["train", "--resume", str(tmp_path / "r"), "--total-steps", "10"]) == 2
-    assert "--total-steps" in capsys.readouterr().err
+    assert (
+        main(["train", "--resume", str(tmp_path / "r"), "--seed", "3", "--set", "gamma=0.9"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "--seed" in err and "--set" in err and "cannot change" in err
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and "reinforce-jax" in capsys.readouterr().out
     assert main(["evaluate"]) == 2
     assert "run directory" in capsys.readouterr().err
+
+
+def test_resume_with_total_steps_extends_a_finished_run_exactly(tmp_path, capsys):
+    from reinforce_jax.app.cli import main
+
+    small = ["--set", "eval_episodes=10", "--quiet"]
+    assert main(["train", "--run-dir", str(tmp_path / "a"), "--total-steps", "20000", *small]) == 0
+    assert main(["train", "--resume", str(tmp_path / "a"), "--total-steps", "10000"]) == 2
+    assert "more than" in capsys.readouterr().err
+    assert (
+        main(["train", "--resume", str(tmp_path / "a"), "--total-steps", "40000", "--quiet"]) == 0
+    )
+    assert main(["train", "--run-dir", str(tmp_path / "b"), "--total-steps", "40000", *small]) == 0
+    a, b = RunDir.open(tmp_path / "a"), RunDir.open(tmp_path / "b")
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("wall_time", "sps")} for r in rs]
+    assert strip(a.read_jsonl("train.jsonl")) == strip(b.read_jsonl("train.jsonl"))
+    assert a.config().total_steps == 40000
+    assert (a.path / "params.msgpack").read_bytes() == (b.path / "params.msgpack").read_bytes()
+
+
+def test_a_smaller_budget_runs_the_same_dynamics_and_ends_with_a_verdict(tmp_path, capsys):
+    from reinforce_jax.app.cli import main
+
+    for name, steps in (("short", "20000"), ("long", "40000")):
+        assert main(["train", "--run-dir", str(tmp_path / name), "--total-steps", steps,
+                     "--set", "eval_episodes=10"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.count("Not solved: best evaluation") + out.count("Solved:") == 2
+    short = RunDir.open(tmp_path / "short").read_jsonl("train.jsonl")
+    long = RunDir.open(tmp_path / "long").read_jsonl("train.jsonl")
+    assert [r["learning_rate"] for r in short] == [r["learning_rate"] for r in long[: len(short)]]
+    assert "settings: 4 envs x 500 steps per update" in out and "solve check" in out
+
+
+def test_budgets_that_round_are_announced(tmp_path, capsys):
+    from reinforce_jax.app.cli import main
+
+    assert main(["train", "--run-dir", str(tmp_path / "r"), "--total-steps", "1000",
+                 "--set", "eval_episodes=2"]) == 0  # fmt: skip
+    assert "total_steps 1,000 runs as 10,000 steps per seed" in capsys.readouterr().out
+
+
+def test_multi_seed_runs_report_solved_so_far_and_an_aggregate(tmp_path, capsys):
+    from reinforce_jax.app.cli import main
+
+    assert main(["train", "--run-dir", str(tmp_path / "m"), "--num-seeds", "3",
+                 "--total-steps", "20000", "--set", "eval_episodes=5"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "solved so far:" in out and "passing now:" in out
+    assert "seeds reached threshold 500" in out and "IQM" in out
+    assert main(["evaluate", str(tmp_path / "m"), "--episodes", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [s["train_seed"] for s in result["per_seed"]] == [0, 1, 2]
+    assert result["aggregate"]["n"] == 3 and result["num_seeds"] == 3
+    assert main(["evaluate", str(tmp_path / "m"), "--episodes", "3", "--run-seed", "1",
+                 "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["train_seed"] == 1
 
 
 def test_evaluate_json_is_json_with_one_episode(tmp_path, capsys):

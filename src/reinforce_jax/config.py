@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,49 +20,59 @@ from reinforce_jax.errors import ConfigError
 __all__ = ["Config", "ConfigError", "make_config"]
 
 
+def _f(default: Any, doc: str) -> Any:
+    """A config field with its documentation (shown by ``reinforce train --list-settings``)."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class Config:
     # --- experiment -------------------------------------------------------------------------
-    env_id: str = "CartPole-v1"  # any discrete-action gymnasium id (LunarLander-v2 maps to v3)
-    seed: int = 0  # every random number of the run derives from it
-    num_seeds: int = 1  # seeds seed, seed+1, ... trained together (vmapped, compiled trainer)
-    trainer: str = "auto"  # compiled | host | notebook; auto = compiled when a JAX env exists
+    env_id: str = _f("CartPole-v1", "gymnasium id (an unversioned id takes the latest version)")
+    env_args: dict = _f({}, "keyword arguments for gymnasium.make, e.g. {continuous = false}")
+    seed: int = _f(0, "every random number of the run derives from it")
+    num_seeds: int = _f(1, "seeds seed, seed+1, ... trained together (compiled trainer: vmapped)")
+    trainer: str = _f("auto", "compiled | host | notebook; auto = compiled where a JAX env exists")
     # --- network ----------------------------------------------------------------------------
-    hidden_sizes: tuple[int, ...] = (20, 20)  # the notebook's policy MLP
-    activation: str = "relu"  # relu | tanh
+    hidden_sizes: tuple[int, ...] = _f((20, 20), "hidden layer sizes of the policy and value MLPs")
+    activation: str = _f("relu", "relu | tanh")
     # --- returns and loss -------------------------------------------------------------------
-    gamma: float = 0.99  # discount, in (0, 1]
-    baseline: str = "none"  # none | mean (batch mean return) | value (learned V(s))
-    normalize_advantages: bool = False  # standardise G - b over the batch
-    entropy_coef: float = 0.0  # entropy bonus weight
-    value_coef: float = 0.5  # value-loss weight (baseline = value)
+    gamma: float = _f(0.99, "discount, in (0, 1]")
+    baseline: str = _f("value", "none | mean (batch mean return) | value (learned V(s))")
+    normalize_advantages: bool = _f(True, "standardise G - b over the batch")
+    entropy_coef: float = _f(0.01, "entropy bonus weight")
+    value_coef: float = _f(0.5, "value-loss weight (baseline = value)")
     # --- optimiser --------------------------------------------------------------------------
-    learning_rate: float = 1e-3  # Adam step size
-    lr_schedule: str = "constant"  # constant | linear (decays to 0 over the run)
-    max_grad_norm: float = 0.0  # global-norm gradient clipping; 0 disables
+    learning_rate: float = _f(1e-3, "Adam step size")
+    lr_schedule: str = _f("constant", "constant | linear (decays to 0 over lr_decay_steps)")
+    lr_decay_steps: int = _f(0, "environment steps of the linear decay; 0 = total_steps")
+    max_grad_norm: float = _f(0.0, "global-norm gradient clipping; 0 disables")
     # --- batched trainers (compiled and host) -----------------------------------------------
-    num_envs: int = 16  # parallel environments per seed
-    rollout_steps: int = 500  # steps per environment per update (the update's window)
-    total_steps: int = 2_000_000  # environment-step budget per seed
-    eval_every: int = 10  # updates between evaluations (one compiled chunk)
-    eval_episodes: int = 100  # episodes per evaluation
-    eval_greedy: bool = True  # greedy (argmax) evaluation; False samples actions
-    stop_when_solved: bool = False  # stop at the first evaluation meeting the solve check
+    num_envs: int = _f(16, "parallel environments per seed")
+    rollout_steps: int = _f(500, "steps per environment per update (the update's window)")
+    total_steps: int = _f(2_000_000, "environment-step budget per seed")
+    eval_every: int = _f(10, "updates between evaluations (one compiled chunk)")
+    eval_episodes: int = _f(100, "episodes per evaluation")
+    eval_greedy: bool = _f(True, "greedy evaluation (the distribution's mode); false samples")
+    stop_when_solved: bool = _f(False, "stop once every seed has met the solve check")
     # --- the notebook's procedure (trainer = notebook) --------------------------------------
-    num_episodes: int = 2500  # training episodes
-    buffer_size: int = 512  # transitions kept in the episode-returns memory
-    batch_size: int = 256  # transitions sampled per learn step
-    learn_steps_per_episode: int = 2  # learn steps after every episode
-    eval_every_episodes: int = 100  # episodes between evaluations
-    # --- host trainer (gymnasium vector environments) -----------------------------------------
-    obs_norm: bool = False  # normalise observations by a running mean/std (saved with params)
+    num_episodes: int = _f(2500, "training episodes")
+    buffer_size: int = _f(512, "transitions kept in the episode-returns memory")
+    batch_size: int = _f(256, "transitions sampled per learn step")
+    learn_steps_per_episode: int = _f(2, "learn steps after every episode")
+    eval_every_episodes: int = _f(100, "episodes between evaluations")
+    # --- observations -----------------------------------------------------------------------
+    obs_norm: bool = _f(False, "normalise observations by running mean/std (saved with params)")
     # --- bookkeeping ------------------------------------------------------------------------
-    checkpoint_every: int = 10  # evaluations between checkpoints (also at the end and on Ctrl-C)
-    preset: str = "default"  # the preset this config was built from (informational)
+    checkpoint_every: int = _f(10, "evaluations between checkpoints (also at the end, on signals)")
+    preset: str = _f("default", "the preset this config was built from")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden_sizes"] = list(self.hidden_sizes)
+        d["env_args"] = dict(self.env_args)
         return d
 
     def replace(self, **changes: Any) -> Config:
@@ -101,6 +111,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         normalize_advantages=True,
         entropy_coef=0.01,
         lr_schedule="linear",
+        lr_decay_steps=1_000_000,  # its own horizon: a smaller budget runs the same dynamics
         eval_every=5,
         total_steps=1_000_000,
     ),
@@ -159,6 +170,8 @@ def from_dict(values: dict[str, Any]) -> Config:
             if not isinstance(v, (list, tuple)) or not all(_is_int(h) for h in v):
                 raise ConfigError(f"hidden_sizes must be a list of integers, got {v!r}")
             values[name] = tuple(v)
+        elif name == "env_args":
+            ok = isinstance(v, dict) and all(isinstance(k, str) for k in v)
         elif isinstance(default, bool):
             ok = isinstance(v, bool)
         elif isinstance(default, int):
@@ -168,8 +181,9 @@ def from_dict(values: dict[str, Any]) -> Config:
             values[name] = float(v) if ok else v
         else:
             ok = isinstance(v, str)
-        if name != "hidden_sizes" and not ok:
-            raise ConfigError(f"{name} must be a {type(default).__name__}, got {v!r}")
+        if name not in ("hidden_sizes",) and not ok:
+            kind = "table of settings" if name == "env_args" else type(default).__name__
+            raise ConfigError(f"{name} must be a {kind}, got {v!r}")
     return Config(**values)
 
 
@@ -197,6 +211,7 @@ _CHOICES = {
     "baseline": ("none", "mean", "value"),
     "lr_schedule": ("constant", "linear"),
 }
+_NON_NEGATIVE_INTS = ("lr_decay_steps",)
 _POSITIVE_INTS = (
     "num_seeds", "num_envs", "rollout_steps", "total_steps", "eval_every", "eval_episodes",
     "num_episodes", "buffer_size", "batch_size", "learn_steps_per_episode", "eval_every_episodes",
@@ -215,6 +230,10 @@ def validate(cfg: Config) -> Config:
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    for name in _NON_NEGATIVE_INTS:
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
     if not cfg.hidden_sizes or any(h <= 0 for h in cfg.hidden_sizes):
         raise ConfigError(
             f"hidden_sizes must be positive layer sizes, got {list(cfg.hidden_sizes)}"

@@ -87,9 +87,17 @@ class HostEvaluator:
     short. ``act`` is jitted over the (fixed) batch of environments.
     """
 
-    def __init__(self, env_id: str, act: Act, episodes: int, max_envs: int = EVAL_ENVS):
+    def __init__(
+        self,
+        env_id: str,
+        act: Act,
+        episodes: int,
+        max_envs: int = EVAL_ENVS,
+        env_args: dict | None = None,
+    ):
         self.episodes = episodes
-        self.envs = [make_gym_env(env_id) for _ in range(min(episodes, max_envs))]
+        kwargs = dict(env_args or {})
+        self.envs = [make_gym_env(env_id, **kwargs) for _ in range(min(episodes, max_envs))]
         self.act = make_host_act(act)
 
     def run(self, params: Any, seed: int | None, key: jax.Array) -> tuple[np.ndarray, jax.Array]:

@@ -53,8 +53,9 @@ def evaluate_policy(
     ``params`` holds ``"policy"`` (and ``"obs_norm"`` when trained with it). Greedy evaluation is
     deterministic; sampled evaluation draws from ``PRNGKey(seed)``.
     """
-    spec = env_spec(env_id or cfg.env_id)
-    evaluator = HostEvaluator(spec.env_id, policy_act(cfg, spec, greedy), episodes)
+    spec = env_spec(env_id or cfg.env_id, cfg.env_args)
+    evaluator = HostEvaluator(spec.env_id, policy_act(cfg, spec, greedy), episodes,
+                              env_args=spec.env_args)  # fmt: skip
     try:
         returns, _ = evaluator.run(params, seed, jax.random.PRNGKey(seed))
         return returns

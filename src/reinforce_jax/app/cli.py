@@ -23,6 +23,29 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def settings_table() -> str:
+    """Every config field with its type, default, allowed values and meaning: one source for
+    ``--list-settings`` and the README (the field documentation in ``config.py``)."""
+    import dataclasses
+
+    from reinforce_jax.config import _CHOICES, Config
+
+    lines = []
+    for f in dataclasses.fields(Config):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = {"tuple[int, ...]": "list of int"}.get(str(f.type), str(f.type))
+        allowed = f" ({' | '.join(_CHOICES[f.name])})" if f.name in _CHOICES else ""
+        lines.append(f"{f.name:24} {kind:12} default {default!r}{allowed}\n"
+                     f"{'':24} {f.metadata.get('doc', '')}")  # fmt: skip
+    return "\n".join(lines)
+
+
+class _ListSettings(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        print(settings_table())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="reinforce",
@@ -31,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from reinforce_jax import __version__
 
-    parser.add_argument("--version", action="version", version=f"reinforce-jax {__version__}")
+    parser.add_argument("--version", action="version", version=f"reinforce-jax {__version__}",
+                        help="print the version and exit")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train a policy; writes a run directory")
     t.add_argument("--env", help="gymnasium id with a Discrete action space (default CartPole-v1)")
@@ -41,36 +65,53 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--total-steps", type=int, help="environment-step budget per seed")
     t.add_argument("--stop-when-solved", action="store_true", default=None,
                    help="stop at the first evaluation meeting the solve check")  # fmt: skip
-    t.add_argument("--trainer", choices=("auto", "compiled", "host", "notebook"))
+    t.add_argument("--trainer", choices=("auto", "compiled", "host", "notebook"),
+                   help="auto (default): compiled where a JAX-native environment exists, else host")  # fmt: skip
     t.add_argument("--run-dir", help="where to write the run (default runs/<generated name>)")
     t.add_argument("--config", help="JSON or TOML file of config settings")
+    t.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the environment (gymnasium.make), e.g. continuous=false; "
+                   "saved in the run's config")  # fmt: skip
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set learning_rate=0.01")  # fmt: skip
     t.add_argument(
         "--resume", metavar="RUN", help="continue an interrupted run from its checkpoint"
     )
     t.add_argument("--quiet", action="store_true", help="print only the final summary")
+    t.add_argument("--list-settings", action=_ListSettings, nargs=0,
+                   help="list every setting --set and --config accept, with its meaning and "
+                   "default, and exit")  # fmt: skip
     t.add_argument("--track", action="store_true", help="also log to Weights & Biases")
 
     e = sub.add_parser("evaluate", help="evaluate a run's or a shipped policy")
     _policy_source(e)
-    e.add_argument("--episodes", type=int, default=100)
+    e.add_argument("--episodes", type=int, default=100, help="episodes per policy (default 100)")
+    e.add_argument("--run-seed", type=int, metavar="S",
+                   help="of a multi-seed run, evaluate only training seed S (default: every seed)")  # fmt: skip
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
     v = sub.add_parser("video", help="record evaluation episodes to MP4 or GIF (headless)")
     _policy_source(v)
-    v.add_argument("--episodes", type=int, default=1)
+    v.add_argument("--episodes", type=int, default=1, help="episodes to record (default 1)")
     v.add_argument("--out", help="output .mp4 or .gif (default: <run>/video.mp4 or ./<env>.mp4)")
     v.add_argument("--every", type=int, default=1, help="keep one frame in N (smaller files)")
 
     p = sub.add_parser("plot", help="learning curves of one or more runs")
-    p.add_argument("runs", nargs="+", metavar="RUN")
-    p.add_argument("--x", choices=("env_steps", "wall_time"), default="env_steps")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories to draw together")
+    p.add_argument(
+        "--x",
+        choices=("env_steps", "wall_time", "episodes"),
+        default="env_steps",
+        help="the horizontal axis (default env_steps)",
+    )
+    p.add_argument("--smooth", type=int, metavar="N",
+                   help="moving-average window of the training curve (default: the run's own, "
+                   "as in its curve.png)")  # fmt: skip
     p.add_argument("--out", help="output .png or .svg (default: <run>/curve.png, or curves.png)")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", default=None, help="figure title")
 
     r = sub.add_parser("runs", help="list the runs in a directory")
-    r.add_argument("root", nargs="?", default="runs")
+    r.add_argument("root", nargs="?", default="runs", help="the folder of runs (default runs/)")
     return parser
 
 
@@ -79,13 +120,22 @@ def _policy_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", metavar="ENV", help="a policy shipped with the package")
     p.add_argument("--seed", type=int, default=0, help="episode i uses environment seed SEED+i")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--greedy", dest="greedy", action="store_true", default=True)
-    g.add_argument("--sampled", dest="greedy", action="store_false")
+    g.add_argument(
+        "--greedy",
+        dest="greedy",
+        action="store_true",
+        default=True,
+        help="act with the distribution's mode (default)",
+    )
+    g.add_argument("--sampled", dest="greedy", action="store_false",
+                   help="sample actions from the policy instead")  # fmt: skip
 
 
 def _parse_value(key: str, text: str) -> Any:
     """Convert ``--set key=value`` text to the field's type."""
     default = FIELDS[key].default
+    if key == "env_args":
+        raise ValueError(text)  # --env-arg KEY=VALUE sets these one by one
     if key == "hidden_sizes":
         return tuple(int(v) for v in text.replace("[", "").replace("]", "").split(",") if v.strip())
     if isinstance(default, bool):
@@ -98,6 +148,19 @@ def _parse_value(key: str, text: str) -> Any:
         return int(text)
     if isinstance(default, float):
         return float(text)
+    return text
+
+
+def _literal(text: str) -> Any:
+    """``--env-arg`` values: true/false, numbers, or else the text itself."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
     return text
 
 
@@ -119,6 +182,14 @@ def overrides_from_args(args: argparse.Namespace) -> tuple[str, str, dict[str, A
     for key in ("seed", "num_seeds", "total_steps", "stop_when_solved", "trainer"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
+    if args.env_arg:
+        env_args = dict(values.get("env_args") or {})
+        for item in args.env_arg:
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--env-arg expects KEY=VALUE, got {item!r}")
+            env_args[key] = _literal(text)
+        values["env_args"] = env_args
     env_id = args.env or values.pop("env_id", None) or "CartPole-v1"
     preset = args.preset or values.pop("preset", None) or "default"
     values.pop("env_id", None)
@@ -151,19 +222,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if not args.resume.strip():
             raise ConfigError("--resume needs a run directory, got an empty string")
-        given = [f"--{k.replace('_', '-')}" for k in ("env", "preset", "seed", "num_seeds",
-                 "total_steps", "stop_when_solved", "trainer", "run_dir", "config")
-                 if getattr(args, k) is not None] + (["--set"] if args.set else [])  # fmt: skip
+        names = ("env", "preset", "seed", "num_seeds", "stop_when_solved", "trainer", "run_dir",
+                 "config")  # fmt: skip
+        given = [f"--{k.replace('_', '-')}" for k in names if getattr(args, k) is not None]
+        given += (["--set"] if args.set else []) + (["--env-arg"] if args.env_arg else [])
         if given:
             raise ConfigError(
                 f"--resume continues a run with its own saved settings; {', '.join(given)} "
-                "cannot change them"
+                "cannot change them (--total-steps can extend it)"
             )
         cfg = RunDir.open(args.resume).config()
+        extend = args.total_steps is not None
+        if extend:
+            if args.total_steps <= cfg.total_steps:
+                raise ConfigError(
+                    f"--total-steps with --resume extends a run: give more than its "
+                    f"{cfg.total_steps:,} steps"
+                )
+            # Keep the learning dynamics of the steps already run: the decay keeps its horizon.
+            horizon = cfg.lr_decay_steps or cfg.total_steps
+            cfg = cfg.replace(total_steps=args.total_steps, lr_decay_steps=horizon)
         enable_compilation_cache()
         try:
-            run_training(cfg, env_spec(cfg.env_id), args.resume, quiet=args.quiet, resume=True,
-                         track=args.track)  # fmt: skip
+            run_training(cfg, env_spec(cfg.env_id, cfg.env_args), args.resume, quiet=args.quiet,
+                         resume=True, track=args.track, extend=extend)  # fmt: skip
         except KeyboardInterrupt:
             return 130
         return 0
@@ -173,7 +255,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if notice:
         print(notice, file=sys.stderr)
     cfg = make_config(env_id, preset, overrides)
-    spec = env_spec(env_id)
+    spec = env_spec(env_id, cfg.env_args)
     enable_compilation_cache()
     try:
         run_training(cfg, spec, args.run_dir, quiet=args.quiet, track=args.track)
@@ -211,21 +293,68 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from reinforce_jax.envs.registry import env_spec
     from reinforce_jax.evaluate import format_summary, summarize_returns
     from reinforce_jax.policies import evaluate_policy
+    from reinforce_jax.stats import aggregate, format_aggregate
 
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
     cfg, params, label = load_policy(args)
-    spec = env_spec(cfg.env_id)
-    returns = evaluate_policy(cfg, params, cfg.env_id, args.episodes, args.seed, args.greedy)
+    spec = env_spec(cfg.env_id, cfg.env_args)
     named = {k: v for k, v in spec.thresholds.items() if k != "solve"}
-    summary = summarize_returns(cfg.env_id, returns, spec.solve_threshold, args.greedy, args.seed,
-                                named)  # fmt: skip
-    summary["source"] = label
+    per_seed = _seed_params(args, cfg, params)
+    summaries = []
+    for train_seed, p in per_seed:
+        returns = evaluate_policy(cfg, p, cfg.env_id, args.episodes, args.seed, args.greedy)
+        summary = summarize_returns(cfg.env_id, returns, spec.solve_threshold, args.greedy,
+                                    args.seed, named)  # fmt: skip
+        summary.update(source=label, train_seed=train_seed)
+        summaries.append(summary)
+    if len(summaries) == 1:
+        print(
+            json.dumps(summaries[0], allow_nan=False) if args.json else format_summary(summaries[0])
+        )
+        return 0
+    means = [s["mean"] for s in summaries]
+    solved = sum(s["solved"] for s in summaries)
+    agg = aggregate(means)
+    result = {"env": cfg.env_id, "source": label, "episodes": args.episodes,
+              "policy": summaries[0]["policy"], "seed": args.seed, "num_seeds": len(summaries),
+              "solved_seeds": solved, "threshold": spec.solve_threshold,
+              "solved": solved == len(summaries), "aggregate": agg,
+              "per_seed": [{k: v for k, v in s.items() if k != "returns"} for s in summaries]}  # fmt: skip
     if args.json:
-        print(json.dumps(summary, allow_nan=False))
-    else:
-        print(format_summary(summary))
+        print(json.dumps(result, allow_nan=False))
+        return 0
+    print(f"{cfg.env_id}: {len(summaries)} training seeds of {label}, {args.episodes} "
+          f"{result['policy']} episodes each (seed {args.seed})")  # fmt: skip
+    for s in summaries:
+        verdict = "" if s["threshold"] is None else ("  SOLVED" if s["solved"] else "  not solved")
+        print(f"  seed {s['train_seed']}: mean {s['mean']:.2f} ± {s['std']:.2f}  "
+              f"min {s['min']:.1f}  max {s['max']:.1f}{verdict}")  # fmt: skip
+    print(f"  over seeds: {format_aggregate(agg)}")
+    if spec.solve_threshold is not None:
+        print(f"  verdict: {solved}/{len(summaries)} seeds solved "
+              f"(solve check: mean >= {spec.solve_threshold:g})")  # fmt: skip
     return 0
+
+
+def _seed_params(args: argparse.Namespace, cfg: Any, params: Any) -> list[tuple[int, Any]]:
+    """``[(training seed, parameters)]``: every seed of a multi-seed run, or the one asked for."""
+    import jax
+
+    from reinforce_jax.app.rundir import RunDir
+
+    seeds = [cfg.seed]
+    if args.run and cfg.num_seeds > 1 and (Path(args.run) / "params_all_seeds.msgpack").is_file():
+        stacked = RunDir.open(args.run).load_params("params_all_seeds.msgpack")
+        seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
+        pairs = [(s, jax.tree.map(lambda x, i=i: x[i], stacked)) for i, s in enumerate(seeds)]
+    else:
+        pairs = [(cfg.seed, params)]
+    if args.run_seed is not None:
+        pairs = [(s, p) for s, p in pairs if s == args.run_seed]
+        if not pairs:
+            raise ConfigError(f"this run trained seeds {seeds}, not {args.run_seed}")
+    return pairs
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -255,18 +384,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise ConfigError(f"plot output must end in .png or .svg, got {out.name!r}")
     if not out.parent.is_dir():
         raise ConfigError(f"cannot write {out}: directory {out.parent} does not exist")
-    curves, envs, thresholds = [], set(), set()
+    curves, envs, thresholds, windows = [], set(), set(), set()
     for run in runs:
         cfg = run.config()
         envs.add(cfg.env_id)
-        facts = run.read_json("config.json").get("env", {})
+        saved = run.read_json("config.json")
+        facts = saved.get("env", {})
         thresholds.add(facts.get("solve_threshold"))
+        windows.add(saved.get("run", {}).get("curve_window", 5))
         label = run.path.name if len(runs) > 1 else cfg.env_id
         curves.append((label, run.read_jsonl("train.jsonl"), run.read_jsonl("eval.jsonl")))
     title = args.title or f"REINFORCE on {', '.join(sorted(envs))}"
     threshold = thresholds.pop() if len(thresholds) == 1 else None
     try:
-        plot_curves(curves, out, x=args.x, title=title, threshold=threshold)
+        window = args.smooth or (windows.pop() if len(windows) == 1 else 5)
+        plot_curves(curves, out, x=args.x, title=title, threshold=threshold, window=window)
     except PermissionError:
         raise ConfigError(f"cannot write {out}: permission denied") from None
     print(out)
@@ -274,6 +406,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from reinforce_jax.app.rundir import RunDir, RunError
 
     root = Path(args.root)
@@ -288,16 +422,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
             evals = run.read_jsonl("eval.jsonl")
             train = run.read_jsonl("train.jsonl")
         except RunError:
-            rows.append((path.name, "?", "?", "?", "?", "corrupt"))
+            rows.append((path.name, "?", "?", "?", "?", "?", "?", "?", "corrupt"))
             continue
-        steps = train[-1].get("env_steps") if train else 0
-        best = max((e["eval_mean"] for e in evals), default=None)
-        rows.append((path.name, cfg.env_id, cfg.trainer, str(steps),
-                     "-" if best is None else f"{best:.1f}", status.get("status", "?")))  # fmt: skip
-    header = ("run", "env", "trainer", "env steps", "best eval", "status")
+        steps = max((r.get("env_steps", 0) for r in train), default=0)
+        last: dict[int, float] = {}
+        for e in evals:  # each seed's latest evaluation
+            last[e.get("seed", cfg.seed)] = e["eval_mean"]
+        final = f"{np.mean(list(last.values())):.1f}" if last else "-"
+        solved_seeds = {e.get("seed", cfg.seed) for e in evals if e.get("solved")}
+        wall = status.get("wall_time")
+        rows.append((path.name, cfg.env_id, cfg.trainer, str(cfg.num_seeds), f"{steps:,}", final,
+                     f"{len(solved_seeds)}/{cfg.num_seeds}",
+                     "-" if wall is None else f"{wall:.1f}s", run.liveness(status)))  # fmt: skip
+    header = ("run", "env", "trainer", "seeds", "env steps", "final eval", "solved", "wall",
+              "status")  # fmt: skip
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if rows:
+        print("final eval: the mean over seeds of each seed's latest evaluation")
     return 0
 
 

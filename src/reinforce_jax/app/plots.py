@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from reinforce_jax.app.rundir import atomic_write
 
 
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -31,9 +35,41 @@ def _by_seed(
             for s, g in sorted(groups.items())}  # fmt: skip
 
 
+def with_episode_counts(
+    train: list[dict[str, Any]], evals: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Add ``episodes_total`` (episodes finished so far, per seed) to train and evaluation rows.
+
+    Notebook rows count one episode each (``episode``); batched rows count the episodes that
+    ended in the update (``episodes``). An evaluation gets the count of the train row it follows.
+    """
+    totals: dict[tuple[int, int], float] = {}
+    running: dict[int, float] = defaultdict(float)
+    out_train = []
+    for r in train:
+        seed = int(r.get("seed", 0))
+        if "episode" in r:
+            running[seed] = r["episode"] + 1
+        else:
+            running[seed] += r.get("episodes") or 0
+        key = r.get("episode", r.get("update"))
+        totals[(seed, key)] = running[seed]
+        out_train.append({**r, "episodes_total": running[seed]})
+    out_evals = [{**e, "episodes_total": totals.get((int(e.get("seed", 0)),
+                                                     e.get("episode", e.get("update"))))}
+                 for e in evals]  # fmt: skip
+    return out_train, out_evals
+
+
 def _mean_band(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
     """Mean and 95% normal band of several curves, on the first curve's x grid."""
     grid = curves[0][0]
+    with warnings.catch_warnings():  # a grid point seen by one curve has no spread: NaN band
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _band(grid, curves)
+
+
+def _band(grid: np.ndarray, curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
     ys = np.stack([np.interp(grid, cx, cy, left=np.nan, right=np.nan) for cx, cy in curves])
     n = np.sum(np.isfinite(ys), axis=0)
     mean = np.nanmean(ys, axis=0)
@@ -60,10 +96,15 @@ def plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     for i, (label, train, evals) in enumerate(runs):
         color = f"C{i}"
-        seeds = _by_seed(train, x, "episode_return")
+        if x == "episodes":
+            train, evals = with_episode_counts(train, evals)
+            x_key = "episodes_total"
+        else:
+            x_key = x
+        seeds = _by_seed(train, x_key, "episode_return")
         if len(seeds) == 1:
             ((sx, sy),) = seeds.values()
             ax.plot(sx, sy, color=color, alpha=0.25, lw=0.8)
@@ -74,7 +115,7 @@ def plot_curves(
             gx, mean, lo, hi = _mean_band(smoothed)
             ax.plot(gx, mean, color=color, lw=1.8, label=f"{label}: mean of {len(seeds)} seeds")
             ax.fill_between(gx, lo, hi, color=color, alpha=0.2, lw=0)
-        eseeds = _by_seed(evals, x, "eval_mean")
+        eseeds = _by_seed(evals, x_key, "eval_mean")
         if len(eseeds) == 1:
             ((ex, ey),) = eseeds.values()
             ax.plot(
@@ -86,13 +127,19 @@ def plot_curves(
                         mec="black", mew=0.5, capsize=2, label=f"{label}: evaluation (95% CI)")  # fmt: skip
     if threshold is not None:
         ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"solved ({threshold:g})")
-    ax.set_xlabel({"env_steps": "environment steps", "wall_time": "wall time (s)"}.get(x, x))
+    labels = {"env_steps": "environment steps", "wall_time": "wall time (s)",
+              "episodes": "training episodes"}  # fmt: skip
+    ax.set_xlabel(labels.get(x, x))
     ax.set_ylabel("episode return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    # Below the axes, so the legend never hides the points.
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8,
+               frameon=False)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     out = Path(out)
-    fig.savefig(out, format=out.suffix[1:] or "png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out.suffix[1:] or "png")
+    atomic_write(out, buffer.getvalue())  # a failed write never leaves a broken figure
     plt.close(fig)
     return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -81,7 +82,13 @@ class RunDir:
 
     # --- creation ------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, cfg: Config, env: dict[str, Any] | None = None) -> RunDir:
+    def create(
+        cls,
+        path: str | Path,
+        cfg: Config,
+        env: dict[str, Any] | None = None,
+        run_facts: dict[str, Any] | None = None,
+    ) -> RunDir:
         """Make a new run directory; refuses to touch an existing file or non-empty directory."""
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -95,7 +102,8 @@ class RunDir:
         except OSError as e:
             raise RunError(f"cannot create run directory {path}: {e.strerror}") from None
         run = cls(path)
-        run.write_json("config.json", {"config": cfg.to_dict(), "env": env or {}})
+        run.write_json("config.json", {"config": cfg.to_dict(), "env": env or {},
+                                       "run": run_facts or {}})  # fmt: skip
         run.set_status("running")
         return run
 
@@ -119,7 +127,27 @@ class RunDir:
         return self.path / name
 
     def set_status(self, status: str, **summary: Any) -> None:
+        """Write ``status.json``; a running run records its process, so a dead one shows as dead."""
+        if status == "running":
+            summary = {"pid": os.getpid(), "host": socket.gethostname(), **summary}
         self.write_json("status.json", {"status": status, "updated": time.time(), **summary})
+
+    @staticmethod
+    def liveness(status: dict[str, Any]) -> str:
+        """``status`` as shown: a "running" run whose process is gone on this host is "dead"."""
+        state = status.get("status", "?")
+        if state != "running" or status.get("host") != socket.gethostname():
+            return state
+        pid = status.get("pid")
+        if not isinstance(pid, int):
+            return state
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return "dead (killed; resume it)"
+        except PermissionError:
+            pass
+        return state
 
     def save_checkpoint(self, state: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Atomically replace ``checkpoint.msgpack``: arrays in msgpack, bookkeeping as JSON text."""

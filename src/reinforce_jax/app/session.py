@@ -30,20 +30,89 @@ def _notebook_line(r: dict[str, Any]) -> str:
             f"Evaluator Episode Return: {r['eval_mean']}")  # fmt: skip
 
 
-def _batched_line(rows: list[dict[str, Any]], last_return: float) -> str:
+def _batched_line(rows: list[dict[str, Any]], last_return: float, solved_so_far: int,
+                  policy: str) -> str:  # fmt: skip
+    """One console line per evaluation: the training (sampled) return beside the evaluation."""
     means = np.array([r["eval_mean"] for r in rows])
-    solved = sum(r["solved"] for r in rows)
+    passing = sum(r["solved"] for r in rows)
     r = rows[0]
-    head = (
-        f"Update: {r['update']}\tEnv steps: {r['env_steps']}\tEpisode Return: {last_return:.1f}\t"
-    )
+    head = (f"Update: {r['update']}\tEnv steps: {r['env_steps']}\t"
+            f"Training return (sampled): {last_return:.1f}\t")  # fmt: skip
+    what = f"{policy} evaluation ({r['eval_episodes']} episodes)"
     if len(rows) == 1:
-        return (
-            head
-            + f"Evaluator Episode Return: {r['eval_mean']:.1f} ± {r['eval_std']:.1f}\t[{r['wall_time']:.1f}s]"
-        )
-    return head + (f"Evaluator mean over {len(rows)} seeds: {means.mean():.1f} "
-                   f"(min {means.min():.1f})\tsolved: {solved}/{len(rows)}\t[{r['wall_time']:.1f}s]")  # fmt: skip
+        return head + (f"{what}: {r['eval_mean']:.1f} ± {r['eval_std']:.1f}\t"
+                       f"[{r['wall_time']:.1f}s]")  # fmt: skip
+    return head + (f"{what}, mean over {len(rows)} seeds: {means.mean():.1f} "
+                   f"(min {means.min():.1f})\tsolved so far: {solved_so_far}/{len(rows)}, "
+                   f"passing now: {passing}/{len(rows)}\t[{r['wall_time']:.1f}s]")  # fmt: skip
+
+
+def describe_settings(cfg: Config, spec: EnvSpec) -> str:
+    """The settings that shape learning, in one line (printed when a run starts)."""
+    parts = []
+    if cfg.trainer != "notebook":
+        parts.append(f"{cfg.num_envs} envs x {cfg.rollout_steps} steps per update")
+    lr = f"lr {cfg.learning_rate:g}"
+    if cfg.lr_schedule == "linear":
+        horizon = cfg.lr_decay_steps or cfg.total_steps
+        lr += f" decaying linearly over {horizon:,} steps"
+    parts += [lr, f"baseline {cfg.baseline}"]
+    if cfg.normalize_advantages:
+        parts.append("normalised advantages")
+    if cfg.entropy_coef:
+        parts.append(f"entropy {cfg.entropy_coef:g}")
+    if cfg.obs_norm:
+        parts.append("normalised observations")
+    parts.append(f"network {'x'.join(map(str, cfg.hidden_sizes))} {cfg.activation}")
+    threshold = spec.solve_threshold
+    check = (f"mean of {cfg.eval_episodes} {'greedy' if cfg.eval_greedy else 'sampled'} "
+             f"evaluation episodes >= {threshold:g}" if threshold is not None
+             else "none (gymnasium registers no threshold)")  # fmt: skip
+    return f"settings: {', '.join(parts)}; solve check: {check}"
+
+
+def summarize_run(
+    evals: list[dict[str, Any]], threshold: float | None, seeds: list[int]
+) -> tuple[str, dict[str, Any]]:
+    """The closing verdict: solved or not, per seed and in aggregate, against the threshold."""
+    from reinforce_jax.stats import aggregate, format_aggregate
+
+    by_seed = {s: [r for r in evals if r.get("seed", seeds[0]) == s] for s in seeds}
+    best = {s: max((r["eval_mean"] for r in rows), default=float("nan"))
+            for s, rows in by_seed.items()}  # fmt: skip
+    final = {s: rows[-1]["eval_mean"] if rows else float("nan") for s, rows in by_seed.items()}
+    first = {s: next((r for r in rows if r["solved"]), None) for s, rows in by_seed.items()}
+    solved = [s for s in seeds if first[s] is not None]
+    info: dict[str, Any] = {"solved_seeds": len(solved), "num_seeds": len(seeds),
+                            "best_eval_per_seed": best, "final_eval_per_seed": final,
+                            "first_solve_per_seed": {s: _first_solve(first[s]) for s in solved}}  # fmt: skip
+    against = "no solve threshold" if threshold is None else f"threshold {threshold:g}"
+    if len(seeds) == 1:
+        s = seeds[0]
+        if first[s] is not None:
+            r = first[s]
+            at = f"update {r['update']}" if "episode" not in r else f"episode {r['episode']}"
+            line = (f"Solved: evaluation {r['eval_mean']:.1f} >= {against} at {at} "
+                    f"({r['env_steps']:,} env steps, {r['wall_time']:.1f} s); "
+                    f"best evaluation {best[s]:.1f}")  # fmt: skip
+        else:
+            line = f"Not solved: best evaluation {best[s]:.1f} against {against}"
+        greedy = next((r for r in by_seed[s] if r.get("greedy_solved")), None)
+        if any("greedy_mean" in r for r in by_seed[s]):  # the notebook trainer reports both
+            line += ("\n  (solve check above: the notebook's own evaluation; greedy 100-episode "
+                     "check: " + (f"first met at episode {greedy['episode']}, "
+                                  f"{greedy['env_steps']:,} env steps, {greedy['wall_time']:.1f} s)"
+                                  if greedy else "never met)"))  # fmt: skip
+            info["first_greedy_solve"] = _first_solve(greedy)
+        return line, info
+    values = [v for v in final.values() if np.isfinite(v)]
+    if values:
+        info["final_aggregate"] = aggregate(values)
+    verdict = "Solved" if len(solved) == len(seeds) else "Not solved"
+    line = f"{verdict}: {len(solved)}/{len(seeds)} seeds reached {against}"
+    if values:
+        line += f"; final evaluation over seeds: {format_aggregate(info['final_aggregate'])}"
+    return line, info
 
 
 def run_training(
@@ -54,6 +123,7 @@ def run_training(
     out: TextIO | None = None,
     resume: bool = False,
     track: bool = False,
+    extend: bool = False,
 ) -> RunDir:
     """Train ``cfg`` into a new run directory (or continue ``run_dir`` with ``resume``).
 
@@ -75,8 +145,11 @@ def run_training(
             if (run.path / "status.json").exists()
             else None
         )
-        if status == "finished":
-            raise RunError(f"run {run.path} has already finished; nothing to resume")
+        if status == "finished" and not extend:
+            raise RunError(
+                f"run {run.path} has already finished; nothing to resume "
+                "(give --total-steps to extend it)"
+            )
         saved = run.load_checkpoint()
         if saved is not None:
             counts = {k: saved[k] for k in counts}
@@ -87,11 +160,15 @@ def run_training(
         def begin() -> None:  # once the trainer has accepted the checkpoint
             run.truncate_jsonl("train.jsonl", counts["train_rows"])
             run.truncate_jsonl("eval.jsonl", counts["eval_rows"])
+            if extend:  # the run's saved settings now hold the larger budget
+                saved = run.read_json("config.json")
+                run.write_json("config.json", {**saved, "config": cfg.to_dict()})
             run.set_status("running")
     else:
         events = trainer.run()
         path = Path(run_dir) if run_dir else Path("runs") / default_run_name(cfg)
-        run = RunDir.create(path, cfg, spec.facts())
+        run = RunDir.create(path, cfg, spec.facts(),
+                            {"unit": trainer.unit, "curve_window": trainer.curve_window})  # fmt: skip
 
         def begin() -> None:
             pass
@@ -99,6 +176,13 @@ def run_training(
     verb = "Resuming" if resume else "Training"
     say(f"{verb} {cfg.env_id} with the {trainer.name} trainer (preset {cfg.preset}, seed {cfg.seed}"
         + (f", {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else "") + f") -> {path}")  # fmt: skip
+    say(describe_settings(cfg, spec))
+    budget = getattr(trainer, "env_steps_budget", None)
+    if budget is not None and budget != cfg.total_steps:
+        say(f"note: total_steps {cfg.total_steps:,} runs as {budget:,} steps per seed "
+            f"({trainer.budget_rule})")  # fmt: skip
+    if getattr(trainer, "startup_note", None):
+        say(trainer.startup_note)
     total, unit = trainer.total, trainer.unit
     stride = max(1, total // cfg.eval_every // 20)  # console lines for batched trainers
     solved_seeds: set[int] = set()
@@ -110,6 +194,9 @@ def run_training(
     last_return = float("nan")
     done: Done | None = None
     latest: tuple[Checkpoint, dict[str, Any]] | None = None  # newest checkpoint and its counts
+    latest_params: Any = None  # the parameters of the newest evaluation (leading seed axis)
+    ended_early = False  # an episode ended before the time limit (goal reached, or failure)
+    limit = spec.max_episode_steps
 
     def save(ckpt: Checkpoint, at: dict[str, Any]) -> None:
         meta = {"evaluations": ckpt.evaluations, "trainer": ckpt.meta, **at}
@@ -133,8 +220,12 @@ def run_training(
                 train_rows += len(rows)
                 finite = [r["episode_return"] for r in rows if np.isfinite(r["episode_return"])]
                 last_return = float(np.mean(finite)) if finite else last_return
+                ended_early = ended_early or any(
+                    limit is None or r.get("episode_length", limit) < limit for r in rows
+                )
             elif isinstance(event, EvalRows):
                 rows = [{**r, "wall_time": r["wall_time"] + offset} for r in event.rows]
+                latest_params = event.params
                 run.append("eval.jsonl", rows)
                 eval_rows += len(rows)
                 for sink in sinks:
@@ -145,7 +236,8 @@ def run_training(
                     newly = {r["seed"] for r in rows if r["solved"]} - solved_seeds
                     solved_seeds |= newly
                     if newly or (eval_rows // len(rows)) % stride == 0:
-                        say(_batched_line(rows, last_return))
+                        policy = "Greedy" if cfg.eval_greedy else "Sampled"
+                        say(_batched_line(rows, last_return, len(solved_seeds), policy))
             elif isinstance(event, Checkpoint):
                 # The rows logged so far are exactly those this checkpoint accounts for.
                 at = {"train_rows": train_rows, "eval_rows": eval_rows,
@@ -158,6 +250,9 @@ def run_training(
     except KeyboardInterrupt:
         if latest is not None:
             save(*latest)
+        if latest_params is not None:  # the run stays usable: evaluate, video and plot work
+            _save_params(run, latest_params, cfg.num_seeds)
+            _plot(run, cfg, spec, trainer.curve_window)
         run.set_status("interrupted", wall_time=offset + time.perf_counter() - start)
         print(f"interrupted; continue with: reinforce train --resume {path}", file=sys.stderr)
         raise
@@ -168,32 +263,46 @@ def run_training(
         save(*latest)
     wall = offset + time.perf_counter() - start
     assert done is not None, "a trainer always ends with Done"
-    if cfg.num_seeds > 1:
-        run.save_params(done.params, "params_all_seeds.msgpack")
-    params_path = run.save_params(jax.tree.map(lambda x: x[0], done.params))
+    params_path = _save_params(run, done.params, cfg.num_seeds)
     threshold = spec.solve_threshold
     evals = run.read_jsonl("eval.jsonl")
-    from reinforce_jax.app.plots import plot_curves
-
-    plot = plot_curves([(cfg.env_id, run.read_jsonl("train.jsonl"), evals)],
-                       path / "curve.png", title=f"REINFORCE on {cfg.env_id} ({cfg.preset})",
-                       threshold=threshold, window=trainer.curve_window)  # fmt: skip
-    first_solve = _first_solve(evals, threshold)
+    plot = _plot(run, cfg, spec, trainer.curve_window)
+    seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
+    verdict, info = summarize_run(evals, threshold, seeds)
     best = max((r["eval_mean"] for r in evals), default=None)
-    run.set_status("finished", wall_time=wall, env_steps=done.env_steps,
-                   best_eval=best, first_solve=first_solve)  # fmt: skip
-    if first_solve:
-        say(f"First evaluation at or above {threshold:g}: {first_solve}")
-    print(f"run directory: {path}\nlearning curve: {plot}\nparameters: {params_path}\n"
-          f"wall time: {wall:.1f}s", file=out, flush=True)  # fmt: skip
+    first_solve = next((_first_solve(r) for r in evals if r["solved"]), None)
+    run.set_status("finished", wall_time=wall, env_steps=done.env_steps, best_eval=best,
+                   first_solve=first_solve, **info)  # fmt: skip
+    if done.stop_reason:
+        say(f"stopped: {done.stop_reason}")
+    if not ended_early and limit is not None:
+        say(f"hint: no episode ever ended before the {limit}-step time limit (no goal reached), "
+            "so every return looked alike and there was little to learn from; sparse-reward "
+            "tasks like this need exploration REINFORCE alone does not provide")  # fmt: skip
+    print(verdict, file=out, flush=True)
+    print(f"run directory: {path} ({wall:.1f} s)\nlearning curve: {plot}\n"
+          f"parameters: {params_path}\nnext: reinforce evaluate {path} · reinforce video {path} "
+          f"· reinforce plot {path}", file=out, flush=True)  # fmt: skip
     return run
 
 
-def _first_solve(evals: list[dict[str, Any]], threshold: float | None) -> dict[str, Any] | None:
-    if threshold is None:
+def _save_params(run: RunDir, params: Any, num_seeds: int) -> Path:
+    """``params.msgpack`` (the first seed) and, for several seeds, ``params_all_seeds.msgpack``."""
+    if num_seeds > 1:
+        run.save_params(params, "params_all_seeds.msgpack")
+    return run.save_params(jax.tree.map(lambda x: x[0], params))
+
+
+def _plot(run: RunDir, cfg: Config, spec: EnvSpec, window: int) -> Path:
+    from reinforce_jax.app.plots import plot_curves
+
+    return plot_curves([(cfg.env_id, run.read_jsonl("train.jsonl"), run.read_jsonl("eval.jsonl"))],
+                       run.path / "curve.png", title=f"REINFORCE on {cfg.env_id} ({cfg.preset})",
+                       threshold=spec.solve_threshold, window=window)  # fmt: skip
+
+
+def _first_solve(r: dict[str, Any] | None) -> dict[str, Any] | None:
+    if r is None:
         return None
-    for r in evals:
-        if r["eval_mean"] >= threshold:
-            keys = ("seed", "episode", "update", "env_steps", "wall_time", "eval_mean")
-            return {k: r[k] for k in keys if k in r}
-    return None
+    keys = ("seed", "episode", "update", "env_steps", "wall_time", "eval_mean")
+    return {k: r[k] for k in keys if k in r}

@@ -42,24 +42,38 @@ def _scalars(row: dict[str, Any], names: dict[str, str], multi_seed: bool) -> di
 
 
 class TensorBoardSink:
-    """Event files under ``<run>/tb`` (tensorboardX: no TensorFlow needed)."""
+    """Event files under ``<run>/tb`` (tensorboardX: no TensorFlow needed).
+
+    Several seeds write one run each (``tb/seed<N>``) under the same chart names, so TensorBoard
+    overlays them on one chart per metric instead of drawing a chart per seed.
+    """
 
     def __init__(self, path: Path, cfg: Config):
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(logdir=str(path / "tb"), flush_secs=10)
+        self.writer_class = SummaryWriter
+        self.root = path / "tb"
         self.multi = cfg.num_seeds > 1
+        self.writers: dict[int, Any] = {}
         rows = "\n".join(f"|{k}|{v}|" for k, v in cfg.to_dict().items())
-        self.writer.add_text("config", f"|setting|value|\n|-|-|\n{rows}")
+        self._writer(cfg.seed).add_text("config", f"|setting|value|\n|-|-|\n{rows}")
+
+    def _writer(self, seed: int) -> Any:
+        if seed not in self.writers:
+            logdir = self.root / f"seed{seed}" if self.multi else self.root
+            self.writers[seed] = self.writer_class(logdir=str(logdir), flush_secs=10)
+        return self.writers[seed]
 
     def log(self, rows: list[dict[str, Any]], names: dict[str, str]) -> None:
         for row in rows:
             step = int(row.get("env_steps", 0))
-            for name, value in _scalars(row, names, self.multi).items():
-                self.writer.add_scalar(name, value, step)
+            writer = self._writer(int(row.get("seed", 0)))
+            for name, value in _scalars(row, names, False).items():
+                writer.add_scalar(name, value, step)
 
     def close(self) -> None:
-        self.writer.close()
+        for writer in self.writers.values():
+            writer.close()
 
 
 class WandbSink:

@@ -25,9 +25,9 @@ def record(
     # Headless: pygame renders off-screen; no display or sound device is needed.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    env = make_gym_env(env_id, render_mode="rgb_array")
+    env = make_gym_env(env_id, render_mode="rgb_array", **cfg.env_args)
     try:
-        act = make_host_act(policy_act(cfg, env_spec(env_id), greedy))  # the one act
+        act = make_host_act(policy_act(cfg, env_spec(env_id, cfg.env_args), greedy))
         fps = float(env.metadata.get("render_fps", 30))
         key = jax.random.PRNGKey(seed)
         frames, returns = [], []

@@ -67,8 +67,29 @@ def resolve_env_id(env_id: str) -> tuple[str, str | None]:
     raise EnvError(f"unknown environment {env_id!r}: not in gymnasium's registry")
 
 
+def _one_hot(env: Any) -> Any:
+    """Discrete observations (FrozenLake, Taxi, CliffWalking) as one-hot float32 vectors."""
+    import gymnasium as gym
+    import numpy as np
+
+    n = int(env.observation_space.n)
+    start = int(env.observation_space.start)
+    space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
+
+    def encode(obs: Any) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        out[int(obs) - start] = 1.0
+        return out
+
+    return gym.wrappers.TransformObservation(env, encode, space)
+
+
 def make_gym_env(env_id: str, **kwargs: Any) -> Any:
-    """``gymnasium.make`` of a registered id; unknown ids and missing extras raise :class:`EnvError`."""
+    """``gymnasium.make`` of a registered id; unknown ids and missing extras raise :class:`EnvError`.
+
+    ``kwargs`` go to the environment (``continuous=False``, ``enable_wind=True``, ...); discrete
+    observations come one-hot encoded, so every environment we return has Box observations.
+    """
     import gymnasium as gym
 
     if env_id not in gym.envs.registry:
@@ -78,12 +99,17 @@ def make_gym_env(env_id: str, **kwargs: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return gym.make(env_id, **kwargs)
+            env = gym.make(env_id, **kwargs)
         except gym.error.Error as e:
             msg = str(e).splitlines()[0]
             raise EnvError(f"unknown or unavailable environment {env_id!r}: {msg}") from None
         except ImportError as e:
             raise EnvError(f"environment {env_id!r} needs a missing dependency: {e}") from None
+        except TypeError as e:  # an argument the environment does not take
+            raise EnvError(f"{env_id} does not accept these arguments {kwargs}: {e}") from None
+    if isinstance(env.observation_space, gym.spaces.Discrete):
+        env = _one_hot(env)
+    return env
 
 
 def action_space_of(env_id: str, space: Any) -> Discrete | Box:
@@ -100,11 +126,12 @@ def action_space_of(env_id: str, space: Any) -> Discrete | Box:
     )
 
 
-def env_spec(env_id: str) -> EnvSpec:
-    """Describe ``env_id``; raises :class:`EnvError` unless we can train on it."""
+def env_spec(env_id: str, env_args: dict[str, Any] | None = None) -> EnvSpec:
+    """Describe ``env_id`` made with ``env_args``; raises :class:`EnvError` unless we can train on it."""
     import gymnasium as gym
 
-    env = make_gym_env(env_id)
+    env_args = dict(env_args or {})
+    env = make_gym_env(env_id, **env_args)
     try:
         action_space = action_space_of(env_id, env.action_space)
         if not isinstance(env.observation_space, gym.spaces.Box):
@@ -120,7 +147,8 @@ def env_spec(env_id: str) -> EnvSpec:
             max_episode_steps=spec.max_episode_steps if spec is not None else None,
             reward_threshold=spec.reward_threshold if spec is not None else None,
             thresholds=dict(THRESHOLDS.get(env_id, {})),
-            has_jax=env_id in JAX_ENVS,
+            has_jax=env_id in JAX_ENVS and not env_args,  # JAX-native envs take no arguments
+            env_args=env_args,
         )
     finally:
         env.close()

@@ -33,6 +33,7 @@ class EnvSpec:
     reward_threshold: float | None = None  # gymnasium's registered threshold
     thresholds: dict[str, float] = field(default_factory=dict)  # named thresholds, see THRESHOLDS
     has_jax: bool = False  # a JAX-native implementation exists (envs/functional)
+    env_args: dict = field(default_factory=dict)  # keyword arguments of gymnasium.make
 
     @property
     def solve_threshold(self) -> float | None:
@@ -55,6 +56,6 @@ class EnvSpec:
         )
         return {"obs_shape": list(self.obs_shape), "action_space": action,
                 "num_actions": space.n if isinstance(space, Discrete) else None,
-                "max_episode_steps": self.max_episode_steps,
+                "max_episode_steps": self.max_episode_steps, "env_args": dict(self.env_args),
                 "reward_threshold": self.reward_threshold,
                 "solve_threshold": self.solve_threshold}  # fmt: skip

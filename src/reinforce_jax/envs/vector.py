@@ -45,11 +45,18 @@ class GymnasiumVectorEnv:
     exceed the ~35 us a step costs); ``benchmarks/lunarlander.py`` measures both.
     """
 
-    def __init__(self, env_id: str, num_envs: int, asynchronous: bool = False):
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        env_args: dict | None = None,
+        asynchronous: bool = False,
+    ):
         import gymnasium as gym
 
-        make_gym_env(env_id).close()  # unknown ids and missing extras raise here
-        fns = [lambda: make_gym_env(env_id) for _ in range(num_envs)]
+        kwargs = dict(env_args or {})
+        make_gym_env(env_id, **kwargs).close()  # unknown ids and missing extras raise here
+        fns = [lambda: make_gym_env(env_id, **kwargs) for _ in range(num_envs)]
         same_step = gym.vector.AutoresetMode.SAME_STEP
         if asynchronous:  # "spawn": forking a process that has started JAX's threads can deadlock
             self.envs = gym.vector.AsyncVectorEnv(fns, autoreset_mode=same_step, context="spawn")
@@ -75,14 +82,17 @@ class GymnasiumVectorEnv:
         self.envs.close()
 
 
-VECTOR_BACKENDS: dict[str, Callable[[str, int], VectorEnv]] = {
+# name -> factory(env_id, num_envs, env_args)
+VECTOR_BACKENDS: dict[str, Callable[[str, int, dict | None], VectorEnv]] = {
     "gymnasium": GymnasiumVectorEnv,
-    "gymnasium-async": lambda env_id, n: GymnasiumVectorEnv(env_id, n, asynchronous=True),
+    "gymnasium-async": lambda env_id, n, args=None: GymnasiumVectorEnv(env_id, n, args, True),
 }
 
 
-def make_vector_env(env_id: str, num_envs: int, backend: str = "gymnasium") -> VectorEnv:
-    return VECTOR_BACKENDS[backend](env_id, num_envs)
+def make_vector_env(
+    env_id: str, num_envs: int, backend: str = "gymnasium", env_args: dict | None = None
+) -> VectorEnv:
+    return VECTOR_BACKENDS[backend](env_id, num_envs, env_args)
 
 
 __all__ = ["VECTOR_BACKENDS", "GymnasiumVectorEnv", "VectorEnv", "VectorStep", "make_vector_env"]

@@ -55,7 +55,8 @@ TRAINERS: dict[str, Callable[[Config, EnvSpec], Trainer]] = {
 
 
 def resolve_trainer(cfg: Config, spec: EnvSpec) -> str:
-    """The trainer ``cfg.trainer`` names; ``auto`` is compiled where a JAX-native env exists."""
+    """The trainer ``cfg.trainer`` names; ``auto`` is compiled where a JAX-native env exists
+    (and no environment arguments are given), else host."""
     if cfg.trainer != "auto":
         return cfg.trainer
     return "compiled" if spec.has_jax else "host"

@@ -33,12 +33,21 @@ class Agent(NamedTuple):
     obs_norm: bool
 
 
+def decay_updates(cfg: Config, num_updates: int, steps_per_update: int | None) -> int:
+    """Updates over which a linear schedule decays: ``lr_decay_steps`` environment steps when set
+    (so a smaller budget runs the very same dynamics, only shorter), else the whole run."""
+    if cfg.lr_decay_steps and steps_per_update:
+        return max(1, -(-cfg.lr_decay_steps // steps_per_update))
+    return max(num_updates, 1)
+
+
 def make_optimizer(
-    cfg: Config, num_updates: int
+    cfg: Config, num_updates: int, steps_per_update: int | None = None
 ) -> tuple[optax.GradientTransformation, Callable[[jax.Array], jax.Array]]:
     """Adam with the configured schedule, behind optional global-norm clipping."""
     if cfg.lr_schedule == "linear":
-        schedule = optax.linear_schedule(cfg.learning_rate, 0.0, max(num_updates, 1))
+        horizon = decay_updates(cfg, num_updates, steps_per_update)
+        schedule = optax.linear_schedule(cfg.learning_rate, 0.0, horizon)
     else:
         schedule = optax.constant_schedule(cfg.learning_rate)
     adam = optax.adam(schedule)
@@ -48,10 +57,14 @@ def make_optimizer(
 
 
 def learner_from_config(
-    cfg: Config, networks: Networks, dist: Distribution, num_updates: int
+    cfg: Config,
+    networks: Networks,
+    dist: Distribution,
+    num_updates: int,
+    steps_per_update: int | None = None,
 ) -> Learner:
     """:func:`make_learner` with the optimizer and loss hyperparameters ``cfg`` names."""
-    optimizer, schedule = make_optimizer(cfg, num_updates)
+    optimizer, schedule = make_optimizer(cfg, num_updates, steps_per_update)
     return make_learner(
         networks, dist, optimizer, baseline=cfg.baseline,
         normalize_advantages=cfg.normalize_advantages, entropy_coef=cfg.entropy_coef,
@@ -59,7 +72,9 @@ def learner_from_config(
     )  # fmt: skip
 
 
-def build_agent(cfg: Config, spec: EnvSpec, num_updates: int) -> Agent:
+def build_agent(
+    cfg: Config, spec: EnvSpec, num_updates: int, steps_per_update: int | None = None
+) -> Agent:
     """Networks sized for ``spec``'s action space, the distribution, the learner and ``act``."""
     try:
         dist = for_action_space(spec.action_space)
@@ -67,7 +82,7 @@ def build_agent(cfg: Config, spec: EnvSpec, num_updates: int) -> Agent:
         raise ConfigError(f"{spec.env_id}: {e}") from None
     use_value = cfg.baseline == "value"
     networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, use_value)
-    learner = learner_from_config(cfg, networks, dist, num_updates)
+    learner = learner_from_config(cfg, networks, dist, num_updates, steps_per_update)
     value = (lambda params, obs: value_output(networks, params, obs)) if use_value else None
     return Agent(networks, dist, learner, make_act(networks, dist, greedy=False),
                  make_act(networks, dist, greedy=cfg.eval_greedy), value,

@@ -68,7 +68,7 @@ def num_updates_for(cfg: Config) -> int:
 def make_compiled_program(cfg: Config, env: FunctionalEnv) -> CompiledProgram:
     """Pure functions for the compiled path of ``cfg`` on the JAX environment ``env``."""
     num_updates = num_updates_for(cfg)
-    agent = build_agent(cfg, spec_of(env), num_updates)
+    agent = build_agent(cfg, spec_of(env), num_updates, cfg.num_envs * cfg.rollout_steps)
     rollout = make_jax_rollout(env, agent.act, cfg.num_envs, cfg.rollout_steps, cfg.gamma,
                                agent.value)  # fmt: skip
     evaluate = make_jax_evaluate(env, agent.eval_act, cfg.eval_episodes)
@@ -131,6 +131,11 @@ def shard_seeds(tree: Any) -> Any:
 
 def check(cfg: Config, spec: EnvSpec) -> None:
     """Refuse what the compiled trainer cannot run (before anything is written)."""
+    if spec.env_args:
+        raise ConfigError(
+            "the compiled trainer's JAX-native environments take no arguments "
+            f"(got {spec.env_args}); the host trainer can use them"
+        )
     if not spec.has_jax:
         raise ConfigError(
             f"{spec.env_id} has no JAX implementation, so the compiled trainer cannot run it; "
@@ -146,11 +151,15 @@ class CompiledTrainer:
     log_style = "batched"
     curve_window = 5
 
+    startup_note = "compiling the training program (seconds on first use; cached afterwards)"
+    budget_rule = "whole chunks of eval_every updates of num_envs x rollout_steps steps"
+
     def __init__(self, cfg: Config, spec: EnvSpec, env: FunctionalEnv):
         check(cfg, spec)
         self.cfg, self.spec = cfg, spec
         self.program = make_compiled_program(cfg, env)
         self.total = self.program.num_updates
+        self.env_steps_budget = self.total * self.program.steps_per_update
 
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         """Train; ``resume`` continues exactly from a checkpoint this trainer yielded.
@@ -169,7 +178,13 @@ class CompiledTrainer:
             solved_at = dict(resume.meta.get("solved_at", {}))
         state = shard_seeds(state)
         seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
-        for chunk in range(first_chunk, program.num_updates // cfg.eval_every):
+        all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(seeds)  # noqa: E731
+        stop_reason = f"the budget of {self.env_steps_budget:,} env steps per seed is spent"
+        # A run killed after its last checkpoint but before it finished must not train on.
+        chunks = (
+            range(first_chunk, program.num_updates // cfg.eval_every) if not all_solved() else ()
+        )
+        for chunk in chunks:
             state, metrics = program.chunk(state)
             metrics = jax.device_get(metrics)
             wall = time.perf_counter() - start
@@ -193,10 +208,12 @@ class CompiledTrainer:
             host_state = jax.device_get(state)
             yield EvalRows(evals, host_state.learner.params)
             yield Checkpoint(chunk + 1, flatten_state(host_state), {"solved_at": solved_at})
-            if cfg.stop_when_solved and len(solved_at) == len(seeds):
+            if all_solved():
                 break
+        if all_solved():
+            stop_reason = "every seed met the solve check (stop_when_solved)"
         params = jax.device_get(state.learner.params)
-        yield Done(params, int(np.asarray(state.env_steps)[0]), solved_at)
+        yield Done(params, int(np.asarray(state.env_steps)[0]), solved_at, stop_reason=stop_reason)
 
 
 def build(cfg: Config, spec: EnvSpec) -> CompiledTrainer:

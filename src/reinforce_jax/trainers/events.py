@@ -54,6 +54,7 @@ class Done:
     env_steps: int
     solved_at: dict[str, dict[str, Any]]  # seed (as text) -> its first solving evaluation row
     extra: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str = ""  # why training stopped, in words
 
 
 Event = TrainRows | EvalRows | Checkpoint | Done

@@ -99,6 +99,7 @@ class HostTrainer:
     """
 
     name = "host"
+    budget_rule = "whole updates of num_envs x rollout_steps steps"
     unit = "updates"
     log_style = "batched"
     curve_window = 5
@@ -107,12 +108,13 @@ class HostTrainer:
         self,
         cfg: Config,
         spec: EnvSpec,
-        make_envs: Callable[[str, int], VectorEnv] = make_vector_env,
+        make_envs: Callable[..., VectorEnv] = make_vector_env,
     ):
         check(cfg, spec)
         self.cfg, self.spec, self.make_envs = cfg, spec, make_envs
         self.total = num_host_updates(cfg)
-        self.agent = build_agent(cfg, spec, self.total)
+        self.env_steps_budget = self.total * cfg.num_envs * cfg.rollout_steps
+        self.agent = build_agent(cfg, spec, self.total, cfg.num_envs * cfg.rollout_steps)
 
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         cfg, spec, agent = self.cfg, self.spec, self.agent
@@ -136,14 +138,18 @@ class HostTrainer:
             first, env_steps = int(resume.meta["update"]) + 1, int(resume.meta["env_steps"])
             evaluations, solved_at = resume.evaluations, dict(resume.meta.get("solved_at", {}))
             train_seed = (train_seed + first) % 2**30
-        rollout = HostRollout(self.make_envs(spec.env_id, cfg.num_envs), agent.act,
+        envs = self.make_envs(spec.env_id, cfg.num_envs, env_args=spec.env_args)
+        rollout = HostRollout(envs, agent.act,
                               cfg.rollout_steps, cfg.gamma, train_seed, agent.value)  # fmt: skip
-        evaluator = HostEvaluator(spec.env_id, agent.eval_act, cfg.eval_episodes)
+        evaluator = HostEvaluator(spec.env_id, agent.eval_act, cfg.eval_episodes,
+                                  env_args=spec.env_args)  # fmt: skip
         start = time.perf_counter()
         returns: list[float] = []
         lengths: list[int] = []
+        solved = cfg.stop_when_solved and str(cfg.seed) in solved_at
         try:
-            for u in range(first, self.total + 1):
+            # A run killed after its last checkpoint but before it finished must not train on.
+            for u in range(first, self.total + 1) if not solved else ():
                 t0 = time.perf_counter()
                 window, act_key = rollout.collect(state.params, act_key)
                 t1 = time.perf_counter()
@@ -182,12 +188,15 @@ class HostTrainer:
                 saved = {"learner": state, "keys": (act_key, eval_key)}
                 yield Checkpoint(evaluations, flatten_state(saved), meta)
                 if cfg.stop_when_solved and ev["solved"]:
+                    solved = True
                     break
         finally:
             rollout.close()
             evaluator.close()
+        reason = ("the seed met the solve check (stop_when_solved)" if solved
+                  else f"the budget of {self.env_steps_budget:,} env steps is spent")  # fmt: skip
         yield Done(stack_seed(state.params), env_steps, solved_at,
-                   {"dropped_steps": assembler.dropped})  # fmt: skip
+                   {"dropped_steps": assembler.dropped}, stop_reason=reason)  # fmt: skip
 
 
 def build(cfg: Config, spec: EnvSpec) -> HostTrainer:

@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from reinforce_jax.agent import make_act
 from reinforce_jax.config import Config
 from reinforce_jax.core.returns import discounted_returns
 from reinforce_jax.envs.registry import make_gym_env
@@ -96,6 +97,7 @@ _REFUSED = {
     "baseline": ("none", "its procedure learns from plain returns"),
     "normalize_advantages": (False, "its procedure learns from plain returns"),
     "obs_norm": (False, "its procedure feeds raw observations"),
+    "lr_decay_steps": (0, "its learning-rate schedule counts learn steps, not environment steps"),
 }
 
 
@@ -128,6 +130,7 @@ class NotebookTrainer:
         self.cfg, self.spec = cfg, spec
         self.total = cfg.num_episodes
         self.agent = build_agent(cfg, spec, cfg.num_episodes * cfg.learn_steps_per_episode)
+        self.greedy_act = make_act(self.agent.networks, self.agent.dist, greedy=True)
 
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         cfg, spec, agent = self.cfg, self.spec, self.agent
@@ -142,10 +145,14 @@ class NotebookTrainer:
 
         rng = np.random.default_rng(cfg.seed)
         buffer = EpisodeReturnsBuffer(cfg.buffer_size, cfg.batch_size, cfg.gamma, rng)
-        env = make_gym_env(spec.env_id)
-        evaluator = HostEvaluator(spec.env_id, agent.eval_act, cfg.eval_episodes, max_envs=1)
+        env = make_gym_env(spec.env_id, **spec.env_args)
+        # The greedy 100-episode check beside the notebook's own sampled evaluation: fixed seeds,
+        # no key drawn, so the notebook's procedure and numbers are untouched.
+        greedy = HostEvaluator(spec.env_id, self.greedy_act, 100, env_args=spec.env_args)
+        evaluator = HostEvaluator(spec.env_id, agent.eval_act, cfg.eval_episodes, max_envs=1,
+                                  env_args=spec.env_args)  # fmt: skip
         start = time.perf_counter()
-        env_steps, first = 0, 0
+        env_steps, first, evaluations = 0, 0, 0
         history: list[float] = []
         metrics: dict[str, Any] = {}
 
@@ -167,11 +174,13 @@ class NotebookTrainer:
                 buffer.memory.extend(zip(*tree["memory"], strict=True))
             rng.bit_generator.state = resume.meta["sampler"]
             first = int(resume.meta["episode"]) + 1
+            evaluations = resume.evaluations
             env_steps, history = int(resume.meta["env_steps"]), list(resume.meta["history"])
             env_seed, eval_seed = env_seed + 100_000 * first, eval_seed + 100_000 * first
         try:
             obs, _ = env.reset(seed=env_seed)
             evaluator.envs[0].reset(seed=eval_seed)  # evaluation episodes then continue its stream
+            stop_reason = f"num_episodes ({cfg.num_episodes}) reached"
             for episode in range(first, cfg.num_episodes):
                 if episode > first:
                     obs, _ = env.reset()
@@ -200,7 +209,8 @@ class NotebookTrainer:
                     "wall_time": time.perf_counter() - start,
                     **{k: float(v) for k, v in metrics.items()},
                 }])  # fmt: skip
-                if episode % cfg.eval_every_episodes:
+                over_budget = env_steps >= cfg.total_steps
+                if episode % cfg.eval_every_episodes and not over_budget:
                     continue
                 returns, key = evaluator.run(state.params, None, key)
                 row = eval_row(returns, spec.solve_threshold, seed=cfg.seed, episode=episode,
@@ -208,15 +218,25 @@ class NotebookTrainer:
                                wall_time=time.perf_counter() - start)  # fmt: skip
                 row.update(episode_return=episode_return,
                            average_episode_return=float(np.mean(history[-20:])))  # fmt: skip
+                g, _ = greedy.run(state.params, eval_seed + 1_000_000 + episode, key)
+                row.update(greedy_mean=float(g.mean()),
+                           greedy_solved=bool(eval_row(g, spec.solve_threshold)["solved"]))  # fmt: skip
                 yield EvalRows([row], stack_seed(state.params))
                 meta = {"episode": episode, "env_steps": env_steps, "history": history[-20:],
                         "memory_size": len(buffer.memory), "sampler": rng.bit_generator.state}  # fmt: skip
-                yield Checkpoint(episode // cfg.eval_every_episodes + 1, flatten_state(saved_tree()),
-                                 meta)  # fmt: skip
+                evaluations += 1
+                yield Checkpoint(evaluations, flatten_state(saved_tree()), meta)
+                if cfg.stop_when_solved and row["solved"]:
+                    stop_reason = "the notebook's evaluation met the solve check (stop_when_solved)"
+                    break
+                if over_budget:
+                    stop_reason = f"total_steps ({cfg.total_steps:,}) reached"
+                    break
         finally:
             env.close()
             evaluator.close()
-        yield Done(stack_seed(state.params), env_steps, {})
+            greedy.close()
+        yield Done(stack_seed(state.params), env_steps, {}, stop_reason=stop_reason)
 
 
 def build(cfg: Config, spec: EnvSpec) -> NotebookTrainer:
