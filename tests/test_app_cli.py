@@ -327,3 +327,59 @@ def test_evaluate_json_is_json_with_one_episode(tmp_path, capsys):
     assert main(["evaluate", "--pretrained", "CartPole-v1", "--episodes", "1", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["ci95"] is None and summary["episodes"] == 1
+
+
+def test_notebook_preset_honours_budgets_and_reports_both_checks(tmp_path, capsys):
+    from reinforce_jax.app.cli import main
+
+    assert main(["train", "--preset", "notebook", "--run-dir", str(tmp_path / "nb"),
+                 "--total-steps", "2000", "--set", "num_episodes=400"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    run = RunDir.open(tmp_path / "nb")
+    train, evals = run.read_jsonl("train.jsonl"), run.read_jsonl("eval.jsonl")
+    assert 2000 <= train[-1]["env_steps"] < 2000 + 500 and len(train) < 400
+    assert "total_steps (2,000) reached" in out
+    assert all("greedy_mean" in r for r in evals) and evals[-1]["episode"] == train[-1]["episode"]
+    assert "greedy 100-episode check" in out
+
+
+def test_mountain_car_says_no_episode_reached_the_goal(tmp_path, capsys):
+    from reinforce_jax.app.cli import main
+
+    assert main(["train", "--env", "MountainCar-v0", "--run-dir", str(tmp_path / "mc"),
+                 "--total-steps", "20000", "--set", "eval_episodes=5"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "compiled trainer" in out and "compiling the training program" in out
+    assert "hint: no episode ever ended before the 200-step time limit" in out
+
+
+def test_discrete_observations_are_one_hot_and_env_args_are_saved(tmp_path, capsys):
+    from reinforce_jax.app.cli import main
+
+    run_dir = tmp_path / "fl"
+    assert main(["train", "--env", "FrozenLake-v1", "--env-arg", "is_slippery=false",
+                 "--run-dir", str(run_dir), "--total-steps", "4000", "--set", "eval_every=2",
+                 "--set", "eval_episodes=5", "--quiet"]) == 0  # fmt: skip
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["env_args"] == {"is_slippery": False}
+    assert saved["config"]["trainer"] == "host" and saved["env"]["obs_shape"] == [16]
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--episodes", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes"] == 3
+    assert main(["train", "--env", "CartPole-v1", "--trainer", "compiled", "--env-arg",
+                 "render_mode=rgb_array", "--run-dir", str(tmp_path / "x")]) == 2  # fmt: skip
+    assert "no arguments" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    from reinforce_jax.app.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {a.dest}" for name, sub in [("", parser), *subs.choices.items()]
+               for a in sub._actions
+               if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
+               and not a.help]  # fmt: skip
+    assert not missing, missing

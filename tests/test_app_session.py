@@ -60,6 +60,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch):
     cut = RunDir.open(tmp_path / "cut")
     assert cut.read_json("status.json")["status"] == "interrupted"
     assert cut.load_checkpoint()["evaluations"] == 3
+    # An interrupted run is usable: the latest evaluated parameters and the curve are there.
+    assert (cut.path / "params.msgpack").is_file() and (cut.path / "curve.png").is_file()
+    assert main(["evaluate", str(cut.path), "--episodes", "2"]) == 0
     restore()
 
     assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -123,3 +124,29 @@ def test_config_file_with_command_line_overrides(tmp_path, capsys):
     assert main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "x")]) == 2
     assert "bad.toml" in error_line(capsys)
     assert not (tmp_path / "x").exists()
+
+
+def test_runs_table_plot_by_episodes_and_per_seed_tensorboard(tmp_path, capsys):
+    import os
+
+    root = tmp_path / "runs"
+    assert main(["train", "--run-dir", str(root / "multi"), "--num-seeds", "2",
+                 "--total-steps", "20000", "--set", "eval_episodes=5", "--quiet"]) == 0  # fmt: skip
+    assert {p.name for p in (root / "multi" / "tb").iterdir()} == {"seed0", "seed1"}
+    # A run whose process died without a word shows as dead, not running.
+    dead = root / "dead"
+    shutil.copytree(root / "multi", dead)
+    status = json.loads((dead / "status.json").read_text())
+    status.update(status="running", pid=2**22 + 12345, host=os.uname().nodename)
+    (dead / "status.json").write_text(json.dumps(status))
+    capsys.readouterr()
+    assert main(["runs", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run", "env", "trainer", "seeds", "env", "steps", "final", "eval",
+                                "solved", "wall", "status"]  # fmt: skip
+    multi = next(ln for ln in lines if ln.startswith("multi"))
+    assert " 2 " in multi and "/2" in multi and "finished" in multi
+    assert "dead" in next(ln for ln in lines if ln.startswith("dead"))
+    out = tmp_path / "ep.png"
+    assert main(["plot", str(root / "multi"), "--x", "episodes", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
