@@ -40,6 +40,29 @@ def policy_act(cfg: Config, spec: EnvSpec, greedy: bool) -> Act:
     return make_act(networks, dist, greedy)
 
 
+def check_params(cfg: Config, spec: EnvSpec, params: Any) -> None:
+    """Refuse parameters that do not fit ``cfg`` on ``spec`` or hold NaN/inf (one clear line)."""
+    import jax.numpy as jnp
+
+    dist = for_action_space(spec.action_space)
+    networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation)
+    if not isinstance(params, dict) or "policy" not in params:
+        raise ConfigError("the parameter file holds no policy")
+    template = jax.eval_shape(
+        networks.policy.init, jax.random.PRNGKey(0), jnp.zeros((1, *spec.obs_shape), jnp.float32)
+    )
+    try:
+        shapes = jax.tree.map(lambda t, p: t.shape == np.shape(p), template, params["policy"])
+    except (ValueError, TypeError):
+        shapes = None
+    if shapes is None or not all(jax.tree.leaves(shapes)):
+        raise ConfigError(f"the parameters do not fit this run's network on {spec.env_id} "
+                          "(another environment or config?)")  # fmt: skip
+    leaves = jax.tree.leaves(params)
+    if not all(np.all(np.isfinite(np.asarray(x, np.float64))) for x in leaves):
+        raise ConfigError("the parameters hold NaN or inf (the training diverged)")
+
+
 def evaluate_policy(
     cfg: Config,
     params: Any,
@@ -54,6 +77,7 @@ def evaluate_policy(
     deterministic; sampled evaluation draws from ``PRNGKey(seed)``.
     """
     spec = env_spec(env_id or cfg.env_id, cfg.env_args)
+    check_params(cfg, spec, params)
     evaluator = HostEvaluator(spec.env_id, policy_act(cfg, spec, greedy), episodes,
                               env_args=spec.env_args)  # fmt: skip
     try:

@@ -246,8 +246,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             run_training(cfg, env_spec(cfg.env_id, cfg.env_args), args.resume, quiet=args.quiet,
                          resume=True, track=args.track, extend=extend)  # fmt: skip
-        except KeyboardInterrupt:
-            return 130
+        except KeyboardInterrupt as e:
+            return 128 + getattr(e, "signum", 2)  # checkpointed; the session said how to resume
         return 0
 
     env_id, preset, overrides = overrides_from_args(args)
@@ -259,8 +259,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     enable_compilation_cache()
     try:
         run_training(cfg, spec, args.run_dir, quiet=args.quiet, track=args.track)
-    except KeyboardInterrupt:
-        return 130  # the session saved a checkpoint and printed how to resume
+    except KeyboardInterrupt as e:
+        return 128 + getattr(e, "signum", 2)  # the session saved a checkpoint, said how to resume
     return 0
 
 
@@ -453,6 +453,22 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"reinforce: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # disk full, read-only file system, a directory deleted under us
+        where = f" {e.filename}" if e.filename else ""
+        print(f"reinforce: error: cannot read or write{where}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:
+        from reinforce_jax.app.session import Diverged
+
+        if isinstance(e, Diverged):
+            print(f"reinforce: error: {e}", file=sys.stderr)
+            return 1
+        if "RESOURCE_EXHAUSTED" in str(e) or isinstance(e, MemoryError):
+            print("reinforce: error: out of memory: these settings (network size, num_seeds, "
+                  "num_envs) need more memory than this machine has", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        raise
+
 
 
 if __name__ == "__main__":

@@ -102,10 +102,50 @@ class RunDir:
         except OSError as e:
             raise RunError(f"cannot create run directory {path}: {e.strerror}") from None
         run = cls(path)
+        run.lock()  # two processes creating one run: the second is refused here or just below
+        if (path / "config.json").exists():
+            run.unlock()
+            raise RunError(
+                f"run directory {path} already exists and is not empty; nothing was overwritten"
+            )
         run.write_json("config.json", {"config": cfg.to_dict(), "env": env or {},
                                        "run": run_facts or {}})  # fmt: skip
         run.set_status("running")
         return run
+
+    # --- the lock ------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Hold an exclusive lock on the run directory itself while this process trains it
+        (released at exit, even on SIGKILL; no file is written); another process gets
+        :class:`RunError`."""
+        import fcntl
+
+        if getattr(self, "_lock", None) is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as e:
+            raise RunError(f"cannot lock run directory {self.path}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunError(
+                f"run {self.path} is being trained by another process; wait for it or stop it"
+            ) from None
+        self._lock = fd
+
+    def unlock(self) -> None:
+        fd = getattr(self, "_lock", None)
+        if fd is not None:
+            os.close(fd)  # closing releases the flock
+            self._lock = None
+
+    def remove_stale_temp_files(self) -> None:
+        """Temporary files of atomic writes that a killed process left behind."""
+        for tmp in self.path.glob(".*.*"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
 
     # --- writing -------------------------------------------------------------------------------
     def write_json(self, name: str, obj: Any) -> None:

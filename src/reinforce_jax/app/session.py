@@ -6,9 +6,13 @@ session handles every trainer the same way.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -115,6 +119,53 @@ def summarize_run(
     return line, info
 
 
+class Stopped(KeyboardInterrupt):
+    """Training stopped on a signal (SIGINT, SIGTERM, SIGHUP) after checkpointing."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Diverged(RuntimeError):
+    """A non-finite loss or parameter: training stopped, the last finite checkpoint kept."""
+
+
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[dict[str, int | None]]:
+    """While training, SIGINT/SIGTERM/SIGHUP only set a flag the session checks between events.
+
+    No exception is raised inside JAX or XLA (an interrupt during compilation used to crash the
+    process); the session checkpoints and stops at the next event. Off the main thread, signals
+    keep their handlers (``KeyboardInterrupt`` is still handled).
+    """
+    flag: dict[str, int | None] = {"signum": None}
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["signum"] is not None:
+            print("still stopping: saving the checkpoint...", file=sys.stderr, flush=True)
+        flag["signum"] = signum
+
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _finite(tree: Any) -> bool:
+    return all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(tree))
+
+
 def run_training(
     cfg: Config,
     spec: EnvSpec,
@@ -127,8 +178,11 @@ def run_training(
 ) -> RunDir:
     """Train ``cfg`` into a new run directory (or continue ``run_dir`` with ``resume``).
 
-    Every setting the trainer cannot run is refused (:class:`ConfigError`) before any file is
-    written or changed.
+    Every setting the trainer cannot run, and every unusable checkpoint, is refused
+    (:class:`ConfigError`) before any file is written or changed. The run directory is locked
+    while it trains. A signal stops training at the next event with a checkpoint
+    (:class:`Stopped`); a non-finite loss or parameter stops it keeping the last finite
+    checkpoint (:class:`Diverged`).
     """
     out = out or sys.stdout
     if track and importlib.util.find_spec("wandb") is None:
@@ -137,27 +191,37 @@ def run_training(
     trainer = build_trainer(cfg, spec)
     cfg = cfg.replace(trainer=trainer.name)
     resume_from: Checkpoint | None = None
-    counts = {"train_rows": 0, "eval_rows": 0, "wall_time": 0.0}
+    counts: dict[str, Any] = {"train_rows": 0, "eval_rows": 0, "wall_time": 0.0}
     if resume:
         run = RunDir.open(run_dir)
+        run.lock()
         status = (
             run.read_json("status.json").get("status")
             if (run.path / "status.json").exists()
             else None
         )
         if status == "finished" and not extend:
+            run.unlock()
             raise RunError(
                 f"run {run.path} has already finished; nothing to resume "
                 "(give --total-steps to extend it)"
             )
-        saved = run.load_checkpoint()
-        if saved is not None:
-            counts = {k: saved[k] for k in counts}
-            resume_from = Checkpoint(int(saved["evaluations"]), saved["state"], saved["trainer"])
+        try:
+            saved = run.load_checkpoint()
+            if saved is not None:
+                counts = _checked_counts(run, saved)
+                resume_from = Checkpoint(saved["evaluations"], saved["state"], saved["trainer"])
+                if not isinstance(resume_from.meta, dict):
+                    raise RunError(f"checkpoint {run.path / 'checkpoint.msgpack'} is corrupt")
+                trainer.check_resume(resume_from)
+        except BaseException:
+            run.unlock()
+            raise
         path = run.path
         events = trainer.run(resume_from)
 
         def begin() -> None:  # once the trainer has accepted the checkpoint
+            run.remove_stale_temp_files()
             run.truncate_jsonl("train.jsonl", counts["train_rows"])
             run.truncate_jsonl("eval.jsonl", counts["eval_rows"])
             if extend:  # the run's saved settings now hold the larger budget
@@ -173,6 +237,36 @@ def run_training(
         def begin() -> None:
             pass
 
+    try:
+        with stop_requests() as stop:
+            return _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet,
+                           track, resume, stop)  # fmt: skip
+    finally:
+        run.unlock()
+
+
+def _checked_counts(run: RunDir, saved: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's row counts and position, checked against the run's files."""
+    for name in ("evaluations", "train_rows", "eval_rows"):
+        v = saved.get(name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise RunError(f"checkpoint {run.path / 'checkpoint.msgpack'} is corrupt: "
+                           f"{name} = {v!r}")  # fmt: skip
+    wall = saved.get("wall_time")
+    if not isinstance(wall, (int, float)) or not np.isfinite(wall) or wall < 0:
+        raise RunError(f"checkpoint {run.path / 'checkpoint.msgpack'} is corrupt: wall_time")
+    for name, key in (("train.jsonl", "train_rows"), ("eval.jsonl", "eval_rows")):
+        have = len(run.read_jsonl(name))  # a garbage line raises RunError here, before training
+        if have < saved[key]:
+            raise RunError(f"{run.path / name} holds {have} rows but the checkpoint accounts for "
+                           f"{saved[key]}: the run directory is damaged")  # fmt: skip
+    return {"train_rows": saved["train_rows"], "eval_rows": saved["eval_rows"], "wall_time": wall}
+
+
+def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, track, resume,
+            stop) -> RunDir:  # fmt: skip
+    """Turn the trainer's events into files and console lines (see :func:`run_training`)."""
+    path = run.path
     verb = "Resuming" if resume else "Training"
     say(f"{verb} {cfg.env_id} with the {trainer.name} trainer (preset {cfg.preset}, seed {cfg.seed}"
         + (f", {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else "") + f") -> {path}")  # fmt: skip
@@ -189,6 +283,8 @@ def run_training(
     sinks: list[Any] | None = None  # made at the first event, like every other write
     offset = float(counts["wall_time"])
     train_rows, eval_rows = int(counts["train_rows"]), int(counts["eval_rows"])
+    kept = run.read_jsonl("train.jsonl")[:train_rows] if resume else []
+    purge_step = max((int(r.get("env_steps", 0)) for r in kept), default=0) + 1 if kept else None
     start = time.perf_counter()
     prev_steps, prev_wall = None, 0.0
     last_return = float("nan")
@@ -202,13 +298,26 @@ def run_training(
         meta = {"evaluations": ckpt.evaluations, "trainer": ckpt.meta, **at}
         run.save_checkpoint(ckpt.state, meta)
 
+    def keep_what_is_good() -> None:
+        """Leave the run usable: the newest good checkpoint, its parameters and the curve."""
+        if latest is not None:
+            save(*latest)
+        if latest_params is not None:  # evaluate, video and plot then work
+            _save_params(run, latest_params, cfg.num_seeds)
+            _plot(run, cfg, spec, trainer.curve_window)
+
     try:
         for event in events:
             if sinks is None:  # a resume changes files only once the trainer has accepted it
                 begin()
-                sinks = make_sinks(path, cfg, total, unit, quiet, track)
+                sinks = make_sinks(path, cfg, total, unit, quiet, track, purge_step)
             if isinstance(event, TrainRows):
                 rows = [{**r, "wall_time": r["wall_time"] + offset} for r in event.rows]
+                bad = next((r for r in rows if not np.isfinite(r.get("loss", 0.0))), None)
+                if bad is not None:
+                    at = f"update {bad.get('update')}" if "update" in bad else "an update"
+                    raise Diverged(f"training diverged at {at} of seed {bad.get('seed')} "
+                                   f"(loss {bad['loss']})")  # fmt: skip
                 steps, wall = rows[-1]["env_steps"], rows[-1]["wall_time"]
                 if prev_steps is not None and wall > prev_wall:
                     sps = (steps - prev_steps) * cfg.num_seeds / (wall - prev_wall)
@@ -224,6 +333,9 @@ def run_training(
                     limit is None or r.get("episode_length", limit) < limit for r in rows
                 )
             elif isinstance(event, EvalRows):
+                if not _finite(event.params):
+                    raise Diverged(f"training diverged: non-finite parameters at update "
+                                   f"{event.rows[0].get('update')}")  # fmt: skip
                 rows = [{**r, "wall_time": r["wall_time"] + offset} for r in event.rows]
                 latest_params = event.params
                 run.append("eval.jsonl", rows)
@@ -247,14 +359,25 @@ def run_training(
                     save(event, at)
             elif isinstance(event, Done):
                 done = event
-    except KeyboardInterrupt:
-        if latest is not None:
-            save(*latest)
-        if latest_params is not None:  # the run stays usable: evaluate, video and plot work
-            _save_params(run, latest_params, cfg.num_seeds)
-            _plot(run, cfg, spec, trainer.curve_window)
-        run.set_status("interrupted", wall_time=offset + time.perf_counter() - start)
-        print(f"interrupted; continue with: reinforce train --resume {path}", file=sys.stderr)
+            if stop["signum"] is not None:
+                raise Stopped(stop["signum"])
+    except KeyboardInterrupt as e:
+        keep_what_is_good()
+        name = signal.Signals(getattr(e, "signum", signal.SIGINT)).name
+        run.set_status("interrupted", signal=name,
+                       wall_time=offset + time.perf_counter() - start)  # fmt: skip
+        print(f"stopped by {name} with a checkpoint; continue with: reinforce train --resume "
+              f"{path}", file=sys.stderr, flush=True)  # fmt: skip
+        raise
+    except Diverged as e:
+        keep_what_is_good()
+        run.set_status("diverged", error=str(e), wall_time=offset + time.perf_counter() - start)
+        raise Diverged(f"{e}; the last finite checkpoint and its parameters are kept "
+                       "(try a smaller learning_rate or max_grad_norm)") from None  # fmt: skip
+    except Exception as e:  # disk full, a deleted directory, out of memory: say so in the status
+        if sinks is not None or not resume:  # a resume refused at its first event changed nothing
+            with contextlib.suppress(Exception):
+                run.set_status("failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
         raise
     finally:
         for sink in sinks or []:

@@ -48,10 +48,12 @@ class TensorBoardSink:
     overlays them on one chart per metric instead of drawing a chart per seed.
     """
 
-    def __init__(self, path: Path, cfg: Config):
+    def __init__(self, path: Path, cfg: Config, purge_step: int | None = None):
         from tensorboardX import SummaryWriter
 
         self.writer_class = SummaryWriter
+        # On resume, TensorBoard drops what the killed process logged after the checkpoint.
+        self.purge_step = purge_step
         self.root = path / "tb"
         self.multi = cfg.num_seeds > 1
         self.writers: dict[int, Any] = {}
@@ -61,7 +63,8 @@ class TensorBoardSink:
     def _writer(self, seed: int) -> Any:
         if seed not in self.writers:
             logdir = self.root / f"seed{seed}" if self.multi else self.root
-            self.writers[seed] = self.writer_class(logdir=str(logdir), flush_secs=10)
+            self.writers[seed] = self.writer_class(logdir=str(logdir), flush_secs=10,
+                                                   purge_step=self.purge_step)  # fmt: skip
         return self.writers[seed]
 
     def log(self, rows: list[dict[str, Any]], names: dict[str, str]) -> None:
@@ -131,8 +134,16 @@ class ProgressSink:
         self.progress.stop()
 
 
-def make_sinks(path: Path, cfg: Config, total: int, unit: str, quiet: bool, track: bool) -> list:
-    sinks: list[Any] = [TensorBoardSink(path, cfg)]
+def make_sinks(
+    path: Path,
+    cfg: Config,
+    total: int,
+    unit: str,
+    quiet: bool,
+    track: bool,
+    purge_step: int | None = None,
+) -> list:
+    sinks: list[Any] = [TensorBoardSink(path, cfg, purge_step)]
     if track:
         sinks.append(WandbSink(path, cfg))
     if not quiet and sys.stderr.isatty():

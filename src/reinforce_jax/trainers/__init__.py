@@ -25,6 +25,10 @@ class Trainer(Protocol):
     log_style: str  # "batched" or "notebook" (the console line the notebook prints)
     curve_window: int  # moving-average window of the learning curve
 
+    def check_resume(self, resume: Checkpoint) -> None:
+        """Raise ConfigError for a checkpoint this trainer cannot continue from."""
+        ...
+
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]: ...
 
 

@@ -35,6 +35,7 @@ from reinforce_jax.trainers.events import (
     EvalRows,
     Event,
     TrainRows,
+    check_solved_at,
     flatten_state,
     restore_state,
 )
@@ -161,6 +162,14 @@ class CompiledTrainer:
         self.total = self.program.num_updates
         self.env_steps_budget = self.total * self.program.steps_per_update
 
+    def check_resume(self, resume: Checkpoint) -> None:
+        """Refuse a checkpoint whose bookkeeping this run cannot continue from."""
+        chunks = self.total // self.cfg.eval_every
+        if not isinstance(resume.evaluations, int) or not 0 <= resume.evaluations <= chunks:
+            raise ConfigError(f"the checkpoint's position ({resume.evaluations!r} evaluations) "
+                              f"is outside this run's 0..{chunks}")  # fmt: skip
+        check_solved_at(resume.meta.get("solved_at", {}))
+
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         """Train; ``resume`` continues exactly from a checkpoint this trainer yielded.
 
@@ -190,17 +199,21 @@ class CompiledTrainer:
             wall = time.perf_counter() - start
             eval_returns = np.asarray(metrics.pop("eval_returns"))  # [S, E]
             updates = int(state.learner.step[0])
+            per_update = program.steps_per_update
+            metrics.pop("env_steps")  # int32 on the device: counted here in Python ints instead
             rows = []
             for i, seed in enumerate(seeds):
                 for u in range(cfg.eval_every):
                     row = {k: v[i, u] for k, v in metrics.items()}
-                    row.update(seed=seed, update=updates - cfg.eval_every + u + 1, wall_time=wall)
+                    update = updates - cfg.eval_every + u + 1
+                    row.update(seed=seed, update=update, env_steps=update * per_update,
+                               wall_time=wall)  # fmt: skip
                     rows.append(row)
             yield TrainRows(rows)
             evals = []
             for i, seed in enumerate(seeds):
                 row = eval_row(eval_returns[i], threshold, seed=seed, update=updates,
-                               env_steps=int(metrics["env_steps"][i, -1]), wall_time=wall)  # fmt: skip
+                               env_steps=updates * per_update, wall_time=wall)  # fmt: skip
                 evals.append(row)
                 if row["solved"] and str(seed) not in solved_at:
                     solved_at[str(seed)] = row
@@ -213,7 +226,8 @@ class CompiledTrainer:
         if all_solved():
             stop_reason = "every seed met the solve check (stop_when_solved)"
         params = jax.device_get(state.learner.params)
-        yield Done(params, int(np.asarray(state.env_steps)[0]), solved_at, stop_reason=stop_reason)
+        env_steps = int(np.asarray(state.learner.step).reshape(-1)[0]) * program.steps_per_update
+        yield Done(params, env_steps, solved_at, stop_reason=stop_reason)
 
 
 def build(cfg: Config, spec: EnvSpec) -> CompiledTrainer:

@@ -90,3 +90,21 @@ def restore_state(template: Any, leaves: dict[str, Any]) -> Any:
 def stack_seed(params: Any) -> Any:
     """Give one seed's parameters the leading seed axis every trainer's output has."""
     return jax.tree.map(lambda x: np.asarray(x)[None], jax.device_get(params))
+
+
+def check_solved_at(solved_at: Any) -> None:
+    """A checkpoint's ``solved_at`` must map seeds (as text) to evaluation rows."""
+    ok = isinstance(solved_at, dict) and all(
+        isinstance(k, str) and isinstance(v, dict) for k, v in solved_at.items()
+    )
+    if not ok:
+        raise ConfigError("the checkpoint's solved_at bookkeeping is corrupt")
+
+
+def check_counter(meta: dict[str, Any], name: str, low: int, high: int | None = None) -> int:
+    """A checkpoint's integer counter ``meta[name]`` within ``[low, high]``, or ConfigError."""
+    v = meta.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or v < low or (high is not None and v > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(f"the checkpoint's {name} ({v!r}) is corrupt: expected {bound}")
+    return v

@@ -43,6 +43,8 @@ from reinforce_jax.trainers.events import (
     EvalRows,
     Event,
     TrainRows,
+    check_counter,
+    check_solved_at,
     flatten_state,
     restore_state,
     stack_seed,
@@ -115,6 +117,13 @@ class HostTrainer:
         self.total = num_host_updates(cfg)
         self.env_steps_budget = self.total * cfg.num_envs * cfg.rollout_steps
         self.agent = build_agent(cfg, spec, self.total, cfg.num_envs * cfg.rollout_steps)
+
+    def check_resume(self, resume: Checkpoint) -> None:
+        """Refuse a checkpoint whose bookkeeping this run cannot continue from."""
+        update = check_counter(resume.meta, "update", 1, self.total)
+        check_counter(resume.meta, "env_steps", 0)
+        check_counter({"evaluations": resume.evaluations}, "evaluations", 1, update)
+        check_solved_at(resume.meta.get("solved_at", {}))
 
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         cfg, spec, agent = self.cfg, self.spec, self.agent

@@ -26,7 +26,7 @@ from reinforce_jax.agent import make_act
 from reinforce_jax.config import Config
 from reinforce_jax.core.returns import discounted_returns
 from reinforce_jax.envs.registry import make_gym_env
-from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.envs.spec import Discrete, EnvSpec
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.evaluate import HostEvaluator, eval_row
 from reinforce_jax.rollout.trajectory import Batch
@@ -37,6 +37,7 @@ from reinforce_jax.trainers.events import (
     EvalRows,
     Event,
     TrainRows,
+    check_counter,
     flatten_state,
     restore_state,
     stack_seed,
@@ -109,6 +110,9 @@ def check(cfg: Config, spec: EnvSpec) -> None:
                 f"the notebook trainer cannot use {name} = {getattr(cfg, name)!r}: {why} "
                 f"({name} must be {allowed!r})"
             )
+    if not isinstance(spec.action_space, Discrete):  # its memory stores integer actions
+        raise ConfigError(f"the notebook trainer supports Discrete actions only; {spec.env_id} has "
+                          "Box actions (use --trainer host, or compiled where a JAX env exists)")  # fmt: skip
 
 
 class NotebookTrainer:
@@ -131,6 +135,22 @@ class NotebookTrainer:
         self.total = cfg.num_episodes
         self.agent = build_agent(cfg, spec, cfg.num_episodes * cfg.learn_steps_per_episode)
         self.greedy_act = make_act(self.agent.networks, self.agent.dist, greedy=True)
+
+    def check_resume(self, resume: Checkpoint) -> None:
+        """Refuse a checkpoint whose bookkeeping this run cannot continue from."""
+        meta = resume.meta
+        episode = check_counter(meta, "episode", 0, self.cfg.num_episodes - 1)
+        check_counter(meta, "env_steps", episode + 1)
+        check_counter(meta, "memory_size", 0, self.cfg.buffer_size)
+        check_counter({"evaluations": resume.evaluations}, "evaluations", 1, episode + 1)
+        history = meta.get("history")
+        if not isinstance(history, list) or not all(isinstance(h, (int, float)) for h in history):
+            raise ConfigError("the checkpoint's episode history is corrupt")
+        sampler = meta.get("sampler")
+        try:
+            np.random.default_rng().bit_generator.state = sampler
+        except (TypeError, ValueError, KeyError):
+            raise ConfigError("the checkpoint's sampler state is corrupt") from None
 
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         cfg, spec, agent = self.cfg, self.spec, self.agent
