@@ -19,6 +19,7 @@ REFUSED = [
     ("notebook", "CartPole-v1", {"baseline": "mean"}, "baseline"),
     ("notebook", "CartPole-v1", {"normalize_advantages": True}, "normalize_advantages"),
     ("notebook", "CartPole-v1", {"obs_norm": True}, "obs_norm"),
+    ("envpool", "FrozenLake-v1", {}, "no envpool version"),
 ]
 
 

@@ -7,45 +7,55 @@ The building blocks of the notebook, importable from the top level::
 Layers, each importing only those below it: ``core`` (returns, distributions, losses) ->
 ``networks`` and ``agent`` (the one ``act``) -> ``envs`` -> ``rollout`` -> ``evaluate`` ->
 ``learner`` -> ``trainers`` -> ``app`` (the only code that prints or writes).
+
+Every name below loads on first use (PEP 562), so ``import reinforce_jax`` and ``reinforce
+--help`` do not pay for JAX, flax or optax until something needs them.
 """
 
-from reinforce_jax.config import Config, ConfigError, make_config
-from reinforce_jax.core import (
-    Categorical,
-    batched_discounted_returns,
-    batched_policy_gradient_loss,
-    discounted_returns,
-    entropy,
-    for_action_space,
-    greedy_action,
-    policy_gradient_loss,
-    sample_action,
-    weighted_log_prob,
-)
-from reinforce_jax.learner import LearnerState, make_learner
-from reinforce_jax.networks import MLP, Networks, make_networks
-from reinforce_jax.rollout.trajectory import Batch
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MLP",
-    "Batch",
-    "Categorical",
-    "Config",
-    "ConfigError",
-    "LearnerState",
-    "Networks",
-    "batched_discounted_returns",
-    "batched_policy_gradient_loss",
-    "discounted_returns",
-    "entropy",
-    "for_action_space",
-    "greedy_action",
-    "make_config",
-    "make_learner",
-    "make_networks",
-    "policy_gradient_loss",
-    "sample_action",
-    "weighted_log_prob",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "Config": "reinforce_jax.config",
+    "ConfigError": "reinforce_jax.errors",
+    "make_config": "reinforce_jax.config",
+    "Categorical": "reinforce_jax.core.distributions",
+    "for_action_space": "reinforce_jax.core.distributions",
+    "batched_discounted_returns": "reinforce_jax.core.returns",
+    "discounted_returns": "reinforce_jax.core.returns",
+    "batched_policy_gradient_loss": "reinforce_jax.core.losses",
+    "entropy": "reinforce_jax.core.losses",
+    "greedy_action": "reinforce_jax.core.losses",
+    "policy_gradient_loss": "reinforce_jax.core.losses",
+    "sample_action": "reinforce_jax.core.losses",
+    "weighted_log_prob": "reinforce_jax.core.losses",
+    "LearnerState": "reinforce_jax.learner",
+    "make_learner": "reinforce_jax.learner",
+    "MLP": "reinforce_jax.networks",
+    "Networks": "reinforce_jax.networks",
+    "make_networks": "reinforce_jax.networks",
+    "Batch": "reinforce_jax.rollout.trajectory",
+    # the Python API
+    "Run": "reinforce_jax.app.api",
+    "load_run": "reinforce_jax.app.api",
+    "pretrained": "reinforce_jax.app.api",
+    "train": "reinforce_jax.app.api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'reinforce_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = sorted(_EXPORTS)

@@ -12,10 +12,30 @@ from typing import Any
 
 import jax
 
-from reinforce_jax.core.distributions import Distribution
-from reinforce_jax.networks import Networks, policy_output
+from reinforce_jax.config import Config
+from reinforce_jax.core.distributions import Distribution, Gaussian, for_action_space
+from reinforce_jax.core.spaces import ActionSpace
+from reinforce_jax.networks import Networks, make_networks, policy_output
 
 Act = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+# A Gaussian policy's mean head starts 100x smaller than usual (Tianshou's recipe): every state
+# starts at the centre of the box with the spread exp(log_std_init).
+GAUSSIAN_HEAD_SCALE = 0.01
+
+
+def policy_networks(
+    cfg: Config, space: ActionSpace, with_value: bool = False
+) -> tuple[Networks, Distribution]:
+    """The networks and distribution ``cfg`` describes for actions in ``space`` (one place for the
+    trainers, ``reinforce evaluate`` and ``reinforce video``); ``ValueError`` if none fits."""
+    dist = for_action_space(space, cfg.action_bounds)
+    if isinstance(dist, Gaussian):
+        networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, with_value,
+                                 GAUSSIAN_HEAD_SCALE, cfg.log_std_init)  # fmt: skip
+    else:
+        networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, with_value)
+    return networks, dist
 
 
 def make_act(networks: Networks, dist: Distribution, greedy: bool) -> Act:

@@ -51,6 +51,29 @@ class MLP(nn.Module):
         return nn.Dense(self.num_outputs, kernel_init=init)(x)
 
 
+class GaussianMLP(nn.Module):
+    r"""A Gaussian policy's parameters: :math:`[\mu(s), \log\sigma]`, ``2 * action_dim`` outputs.
+
+    The means come from an :class:`MLP` whose last layer starts ``head_scale`` times the usual size
+    (0.01: every state starts near the same, centred action); the log standard deviation is one
+    learned vector (parameter ``log_std``, starting at ``log_std_init``), the same in every state,
+    as in Spinning Up's VPG and Tianshou's REINFORCE.
+    """
+
+    hidden_sizes: Sequence[int]
+    action_dim: int
+    activation: str = "relu"
+    head_scale: float = 0.01
+    log_std_init: float = -0.5
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        mean = MLP(self.hidden_sizes, self.action_dim, self.activation, self.head_scale)(obs)
+        init = nn.initializers.constant(self.log_std_init)
+        log_std = self.param("log_std", init, (self.action_dim,), jnp.float32)
+        return jnp.concatenate([mean, jnp.broadcast_to(log_std, mean.shape)], axis=-1)
+
+
 class Networks(NamedTuple):
     """The agent's networks: a policy producing distribution parameters, an optional value net."""
 
@@ -64,10 +87,23 @@ def make_networks(
     activation: str = "relu",
     with_value: bool = False,
     head_scale: float = 1.0,
+    log_std_init: float | None = None,
 ) -> Networks:
     """Flax MLP policy (``num_outputs`` = the distribution's parameters, e.g. logits) and, if asked,
-    an MLP value network (1 output)."""
-    policy = MLP(tuple(hidden_sizes), num_outputs, activation, head_scale)
+    an MLP value network (1 output).
+
+    With ``log_std_init`` the policy is a :class:`GaussianMLP` for a
+    :class:`~reinforce_jax.core.distributions.Gaussian` with ``num_outputs`` parameters (means and
+    log-stds, ``num_outputs // 2`` of each); its mean head is scaled by ``head_scale`` too.
+    """
+    if log_std_init is not None:
+        if num_outputs % 2:
+            raise ValueError(f"a Gaussian policy has an even number of outputs, got {num_outputs}")
+        policy: Network = GaussianMLP(
+            tuple(hidden_sizes), num_outputs // 2, activation, head_scale, log_std_init
+        )
+    else:
+        policy = MLP(tuple(hidden_sizes), num_outputs, activation, head_scale)
     value = _Squeezed(MLP(tuple(hidden_sizes), 1, activation)) if with_value else None
     return Networks(policy, value)
 

@@ -10,14 +10,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from reinforce_jax.agent import Act, make_act
+from reinforce_jax.agent import Act, make_act, policy_networks
 from reinforce_jax.config import Config, from_dict, validate
-from reinforce_jax.core.distributions import for_action_space
 from reinforce_jax.envs.registry import env_spec
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.evaluate import HostEvaluator
-from reinforce_jax.networks import make_networks
 
 
 def load_pretrained(env_id: str) -> tuple[Config, Any]:
@@ -35,8 +33,7 @@ def load_pretrained(env_id: str) -> tuple[Config, Any]:
 
 def policy_act(cfg: Config, spec: EnvSpec, greedy: bool) -> Act:
     """``act`` for parameters trained with ``cfg`` on ``spec`` (the networks rebuilt from both)."""
-    dist = for_action_space(spec.action_space)
-    networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation)
+    networks, dist = policy_networks(cfg, spec.action_space)
     return make_act(networks, dist, greedy)
 
 
@@ -44,8 +41,7 @@ def check_params(cfg: Config, spec: EnvSpec, params: Any) -> None:
     """Refuse parameters that do not fit ``cfg`` on ``spec`` or hold NaN/inf (one clear line)."""
     import jax.numpy as jnp
 
-    dist = for_action_space(spec.action_space)
-    networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation)
+    networks, dist = policy_networks(cfg, spec.action_space)
     if not isinstance(params, dict) or "policy" not in params:
         raise ConfigError("the parameter file holds no policy")
     template = jax.eval_shape(

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reinforce_jax.config import FIELDS, PRESETS, ConfigError, load_config_file, make_config
+from reinforce_jax.config import FIELDS, PRESETS, ConfigError, load_config_file
 
 EXIT_USAGE = 2
 
@@ -58,14 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version and exit")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train a policy; writes a run directory")
-    t.add_argument("--env", help="gymnasium id with a Discrete action space (default CartPole-v1)")
+    t.add_argument("--env", help="gymnasium id with Discrete or Box actions (default CartPole-v1)")
     t.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: default)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--num-seeds", type=int, help="train seeds seed..seed+K-1 together (compiled)")
     t.add_argument("--total-steps", type=int, help="environment-step budget per seed")
     t.add_argument("--stop-when-solved", action="store_true", default=None,
                    help="stop at the first evaluation meeting the solve check")  # fmt: skip
-    t.add_argument("--trainer", choices=("auto", "compiled", "host", "notebook"),
+    t.add_argument("--trainer", choices=("auto", "compiled", "host", "notebook", "envpool"),
                    help="auto (default): compiled where a JAX-native environment exists, else host")  # fmt: skip
     t.add_argument("--run-dir", help="where to write the run (default runs/<generated name>)")
     t.add_argument("--config", help="JSON or TOML file of config settings")
@@ -217,7 +217,7 @@ def enable_compilation_cache() -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from reinforce_jax.app.rundir import RunDir
     from reinforce_jax.app.session import run_training
-    from reinforce_jax.envs.registry import env_spec, resolve_env_id
+    from reinforce_jax.envs.registry import env_spec
 
     if args.resume is not None:
         if not args.resume.strip():
@@ -250,15 +250,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 128 + getattr(e, "signum", 2)  # checkpointed; the session said how to resume
         return 0
 
+    from reinforce_jax.app.api import train
+
     env_id, preset, overrides = overrides_from_args(args)
-    env_id, notice = resolve_env_id(env_id)
-    if notice:
-        print(notice, file=sys.stderr)
-    cfg = make_config(env_id, preset, overrides)
-    spec = env_spec(env_id, cfg.env_args)
-    enable_compilation_cache()
-    try:
-        run_training(cfg, spec, args.run_dir, quiet=args.quiet, track=args.track)
+    try:  # the Python API: resolves the id, builds and checks the config, trains
+        train(env_id, preset=preset, run_dir=args.run_dir, quiet=args.quiet, track=args.track,
+              **overrides)  # fmt: skip
     except KeyboardInterrupt as e:
         return 128 + getattr(e, "signum", 2)  # the session saved a checkpoint, said how to resume
     return 0
@@ -290,37 +287,20 @@ def load_policy(args: argparse.Namespace) -> tuple[Any, Any, str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from reinforce_jax.envs.registry import env_spec
-    from reinforce_jax.evaluate import format_summary, summarize_returns
-    from reinforce_jax.policies import evaluate_policy
-    from reinforce_jax.stats import aggregate, format_aggregate
+    from reinforce_jax.app.api import Run
+    from reinforce_jax.evaluate import format_summary
+    from reinforce_jax.stats import format_aggregate
 
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
     cfg, params, label = load_policy(args)
-    spec = env_spec(cfg.env_id, cfg.env_args)
-    named = {k: v for k, v in spec.thresholds.items() if k != "solve"}
-    per_seed = _seed_params(args, cfg, params)
-    summaries = []
-    for train_seed, p in per_seed:
-        returns = evaluate_policy(cfg, p, cfg.env_id, args.episodes, args.seed, args.greedy)
-        summary = summarize_returns(cfg.env_id, returns, spec.solve_threshold, args.greedy,
-                                    args.seed, named)  # fmt: skip
-        summary.update(source=label, train_seed=train_seed)
-        summaries.append(summary)
-    if len(summaries) == 1:
-        print(
-            json.dumps(summaries[0], allow_nan=False) if args.json else format_summary(summaries[0])
-        )
+    # The Python API's evaluation (Run.evaluate): every seed of a multi-seed run, or --run-seed.
+    run = Run(cfg, path=args.run, params=None if args.run else params, label=label)
+    result = run.evaluate(args.episodes, args.greedy, args.seed, run_seed=args.run_seed)
+    if "per_seed" not in result:
+        print(json.dumps(result, allow_nan=False) if args.json else format_summary(result))
         return 0
-    means = [s["mean"] for s in summaries]
-    solved = sum(s["solved"] for s in summaries)
-    agg = aggregate(means)
-    result = {"env": cfg.env_id, "source": label, "episodes": args.episodes,
-              "policy": summaries[0]["policy"], "seed": args.seed, "num_seeds": len(summaries),
-              "solved_seeds": solved, "threshold": spec.solve_threshold,
-              "solved": solved == len(summaries), "aggregate": agg,
-              "per_seed": [{k: v for k, v in s.items() if k != "returns"} for s in summaries]}  # fmt: skip
+    summaries, solved, agg = result["per_seed"], result["solved_seeds"], result["aggregate"]
     if args.json:
         print(json.dumps(result, allow_nan=False))
         return 0
@@ -331,30 +311,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  seed {s['train_seed']}: mean {s['mean']:.2f} ± {s['std']:.2f}  "
               f"min {s['min']:.1f}  max {s['max']:.1f}{verdict}")  # fmt: skip
     print(f"  over seeds: {format_aggregate(agg)}")
-    if spec.solve_threshold is not None:
+    if result["threshold"] is not None:
         print(f"  verdict: {solved}/{len(summaries)} seeds solved "
-              f"(solve check: mean >= {spec.solve_threshold:g})")  # fmt: skip
+              f"(solve check: mean >= {result['threshold']:g})")  # fmt: skip
     return 0
-
-
-def _seed_params(args: argparse.Namespace, cfg: Any, params: Any) -> list[tuple[int, Any]]:
-    """``[(training seed, parameters)]``: every seed of a multi-seed run, or the one asked for."""
-    import jax
-
-    from reinforce_jax.app.rundir import RunDir
-
-    seeds = [cfg.seed]
-    if args.run and cfg.num_seeds > 1 and (Path(args.run) / "params_all_seeds.msgpack").is_file():
-        stacked = RunDir.open(args.run).load_params("params_all_seeds.msgpack")
-        seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
-        pairs = [(s, jax.tree.map(lambda x, i=i: x[i], stacked)) for i, s in enumerate(seeds)]
-    else:
-        pairs = [(cfg.seed, params)]
-    if args.run_seed is not None:
-        pairs = [(s, p) for s, p in pairs if s == args.run_seed]
-        if not pairs:
-            raise ConfigError(f"this run trained seeds {seeds}, not {args.run_seed}")
-    return pairs
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -446,6 +406,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "train":  # before the heavy imports: a signal during start-up is honoured
+        from reinforce_jax.app import signals
+
+        if signals.install():
+            try:
+                return _main(args)
+            finally:
+                signals.uninstall()
+    return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "video": cmd_video,
                 "plot": cmd_plot, "runs": cmd_runs}  # fmt: skip
     try:
@@ -468,7 +440,6 @@ def main(argv: list[str] | None = None) -> int:
                   "num_envs) need more memory than this machine has", file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
         raise
-
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Learning-curve figures (matplotlib, Agg backend: no display needed)."""
+"""Learning-curve figures (matplotlib figures without pyplot: no display or backend needed)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reinforce_jax.app.rundir import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -87,16 +90,34 @@ def plot_curves(
     threshold: float | None = None,
     window: int = 20,
 ) -> Path:
-    """Draw ``(label, train_rows, eval_rows)`` runs: returns, moving average, evaluation points.
+    """Draw ``(label, train_rows, eval_rows)`` runs (see :func:`curves_figure`) into ``out``
+    (.png or .svg), written atomically."""
+    fig = curves_figure(runs, x=x, title=title, threshold=threshold, window=window)
+    out = Path(out)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out.suffix[1:] or "png")
+    atomic_write(out, buffer.getvalue())  # a failed write never leaves a broken figure
+    return out
 
-    Several seeds in one run are drawn as their mean with a 95% band. ``out`` ends in .png or .svg.
+
+def curves_figure(
+    runs: Sequence[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]],
+    x: str = "env_steps",
+    title: str = "REINFORCE",
+    threshold: float | None = None,
+    window: int = 20,
+) -> Figure:
+    """A figure of ``(label, train_rows, eval_rows)`` runs: returns, moving average, evaluation
+    points.
+
+    Several seeds in one run are drawn as their mean with a 95% band. The figure is made without
+    pyplot: no backend is chosen or changed (a notebook's inline plots keep working), and nothing
+    needs closing.
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    fig = Figure(figsize=(8, 5), dpi=100)
+    ax = fig.subplots()
     for i, (label, train, evals) in enumerate(runs):
         color = f"C{i}"
         if x == "episodes":
@@ -137,9 +158,4 @@ def plot_curves(
     fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8,
                frameon=False)  # fmt: skip
     fig.tight_layout(rect=(0, 0.12, 1, 1))
-    out = Path(out)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=out.suffix[1:] or "png")
-    atomic_write(out, buffer.getvalue())  # a failed write never leaves a broken figure
-    plt.close(fig)
-    return out
+    return fig

@@ -10,15 +10,14 @@ import contextlib
 import importlib.util
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import jax
 import numpy as np
 
+from reinforce_jax.app import signals
 from reinforce_jax.app.rundir import RunDir, RunError, default_run_name
 from reinforce_jax.app.sinks import EVAL_NAMES, TRAIN_NAMES, make_sinks
 from reinforce_jax.config import Config
@@ -131,37 +130,6 @@ class Diverged(RuntimeError):
     """A non-finite loss or parameter: training stopped, the last finite checkpoint kept."""
 
 
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-
-
-@contextlib.contextmanager
-def stop_requests() -> Iterator[dict[str, int | None]]:
-    """While training, SIGINT/SIGTERM/SIGHUP only set a flag the session checks between events.
-
-    No exception is raised inside JAX or XLA (an interrupt during compilation used to crash the
-    process); the session checkpoints and stops at the next event. Off the main thread, signals
-    keep their handlers (``KeyboardInterrupt`` is still handled).
-    """
-    flag: dict[str, int | None] = {"signum": None}
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag["signum"] is not None:
-            print("still stopping: saving the checkpoint...", file=sys.stderr, flush=True)
-        flag["signum"] = signum
-
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-    try:
-        yield flag
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def _finite(tree: Any) -> bool:
     return all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(tree))
 
@@ -185,6 +153,10 @@ def run_training(
     checkpoint (:class:`Diverged`).
     """
     out = out or sys.stdout
+    if signals.requested() is not None:  # stopped while starting up: nothing written yet
+        name = signal.Signals(signals.requested()).name
+        print(f"stopped by {name} before training started; nothing was written", file=sys.stderr)
+        raise Stopped(signals.requested())
     if track and importlib.util.find_spec("wandb") is None:
         raise ConfigError("tracking needs Weights & Biases: pip install wandb")
     say = (lambda *a: None) if quiet else (lambda line: print(line, file=out, flush=True))
@@ -238,9 +210,9 @@ def run_training(
             pass
 
     try:
-        with stop_requests() as stop:
+        with signals.stop_requests():
             return _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet,
-                           track, resume, stop)  # fmt: skip
+                           track, resume)  # fmt: skip
     finally:
         run.unlock()
 
@@ -263,8 +235,8 @@ def _checked_counts(run: RunDir, saved: dict[str, Any]) -> dict[str, Any]:
     return {"train_rows": saved["train_rows"], "eval_rows": saved["eval_rows"], "wall_time": wall}
 
 
-def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, track, resume,
-            stop) -> RunDir:  # fmt: skip
+def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, track,
+            resume) -> RunDir:  # fmt: skip
     """Turn the trainer's events into files and console lines (see :func:`run_training`)."""
     path = run.path
     verb = "Resuming" if resume else "Training"
@@ -359,8 +331,8 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
                     save(event, at)
             elif isinstance(event, Done):
                 done = event
-            if stop["signum"] is not None:
-                raise Stopped(stop["signum"])
+            if signals.requested() is not None:
+                raise Stopped(signals.requested())
     except KeyboardInterrupt as e:
         keep_what_is_good()
         name = signal.Signals(getattr(e, "signum", signal.SIGINT)).name

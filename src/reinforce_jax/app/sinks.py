@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,68 @@ class ProgressSink:
         self.progress.stop()
 
 
+def notebook_shell() -> Any:
+    """The running Jupyter kernel's IPython shell (Jupyter, JupyterLab, VS Code, Colab), or None."""
+    ipython = sys.modules.get("IPython")  # never imported here: only a running kernel has it
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell if shell is not None and hasattr(shell, "kernel") else None
+
+
+class NotebookProgressSink:
+    """The progress bar in a Jupyter notebook (where stderr is no terminal): one HTML display,
+    updated in place at most every ``interval`` seconds; no widget library needed."""
+
+    def __init__(self, total: int, unit: str, interval: float = 0.25):
+        from IPython.display import display
+
+        self.total, self.unit, self.interval = total, unit, interval
+        self.unit_key = "episode" if unit == "episodes" else "update"
+        self.start = time.perf_counter()
+        self.shown = 0.0
+        self.state = {"done": 0, "steps": 0, "ret": "-", "sps": "-"}
+        self.handle = display(_Html(self._html()), display_id=True)
+
+    def _html(self) -> str:
+        s, total = self.state, max(self.total, 1)
+        elapsed = time.perf_counter() - self.start
+        left = elapsed * (total - s["done"]) / s["done"] if s["done"] else None
+        eta = "-" if left is None else f"{int(left) // 60}:{int(left) % 60:02d} left"
+        return (f"<progress value='{s['done']}' max='{total}' style='width:30%'></progress> "
+                f"<code>train {s['done']}/{self.total} {self.unit} · {s['steps']:,} steps · "
+                f"return {s['ret']} · {s['sps']} steps/s · {eta}</code>")  # fmt: skip
+
+    def log(self, rows: list[dict[str, Any]], names: dict[str, str]) -> None:
+        if names is not TRAIN_NAMES or not rows:
+            return
+        last = rows[-1]
+        ret = last.get("episode_return")
+        self.state = {"done": int(last.get(self.unit_key, 0)) + (self.unit_key == "episode"),
+                      "steps": int(last.get("env_steps", 0)), "sps": f"{last.get('sps', 0):,.0f}",
+                      "ret": "-" if ret is None or ret != ret else f"{ret:.1f}"}  # fmt: skip
+        now = time.perf_counter()
+        if now - self.shown >= self.interval:
+            self.shown = now
+            self.handle.update(_Html(self._html()))
+
+    def close(self) -> None:
+        self.handle.update(_Html(self._html()))  # the last state stays visible
+
+
+class _Html:
+    """HTML for the notebook, with a plain-text fallback for frontends that show only text."""
+
+    def __init__(self, html: str):
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        import re
+
+        return re.sub(r"<[^>]+>", "", self.html).strip()
+
+
 def make_sinks(
     path: Path,
     cfg: Config,
@@ -148,4 +211,6 @@ def make_sinks(
         sinks.append(WandbSink(path, cfg))
     if not quiet and sys.stderr.isatty():
         sinks.append(ProgressSink(total, unit))
+    elif not quiet and notebook_shell() is not None:
+        sinks.append(NotebookProgressSink(total, unit))
     return sinks

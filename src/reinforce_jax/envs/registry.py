@@ -109,20 +109,55 @@ def make_gym_env(env_id: str, **kwargs: Any) -> Any:
             raise EnvError(f"{env_id} does not accept these arguments {kwargs}: {e}") from None
     if isinstance(env.observation_space, gym.spaces.Discrete):
         env = _one_hot(env)
+    if isinstance(env.action_space, gym.spaces.Box):
+        env = _clip_actions(env)
     return env
 
 
-def action_space_of(env_id: str, space: Any) -> Discrete | Box:
-    """Our value for a gymnasium action space; :class:`EnvError` for the ones we cannot act in."""
+def _clip_actions(env: Any) -> Any:
+    """Box actions clipped into the action space's bounds before the environment sees them.
+
+    A Gaussian policy with ``action_bounds = clip`` hands over unclipped samples (its
+    log-probability is the unclipped sample's). Unlike gymnasium's ``ClipAction`` this keeps the
+    environment's ``action_space`` (and so its bounds) as it is; infinite bounds clip nothing.
+    """
     import gymnasium as gym
+    import numpy as np
+
+    low, high = env.action_space.low, env.action_space.high
+
+    class ClipBoxAction(gym.ActionWrapper):
+        def action(self, action: Any) -> Any:
+            return np.clip(np.asarray(action, low.dtype).reshape(low.shape), low, high)
+
+    return ClipBoxAction(env)
+
+
+def action_space_of(env_id: str, space: Any) -> Discrete | Box:
+    """Our value for a gymnasium action space; :class:`EnvError` for the ones we cannot act in.
+
+    ``Discrete`` (starting at 0) and ``Box`` (float bounds, flattened into tuples; infinite bounds
+    are allowed here and refused by a distribution that needs finite ones) are accepted.
+    """
+    import gymnasium as gym
+    import numpy as np
 
     if isinstance(space, gym.spaces.Discrete):
         if int(space.start) != 0:
             raise EnvError(f"{env_id}: Discrete action spaces must start at 0")
         return Discrete(int(space.n))
+    if isinstance(space, gym.spaces.Box):
+        if not np.issubdtype(space.dtype, np.floating):
+            raise EnvError(f"{env_id} has an integer Box action space; reinforce-jax supports "
+                           "Discrete and float Box action spaces only")  # fmt: skip
+        if int(np.prod(space.shape)) == 0:
+            raise EnvError(f"{env_id} has an empty Box action space {space.shape}")
+        low = tuple(float(x) for x in np.asarray(space.low, np.float64).reshape(-1))
+        high = tuple(float(x) for x in np.asarray(space.high, np.float64).reshape(-1))
+        return Box(low, high, tuple(int(n) for n in space.shape))
     raise EnvError(
         f"{env_id} has a {type(space).__name__} action space; reinforce-jax supports "
-        "Discrete action spaces only"
+        "Discrete and Box action spaces only"
     )
 
 

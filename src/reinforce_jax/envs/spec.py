@@ -21,6 +21,14 @@ __all__ = ["THRESHOLDS", "ActionSpace", "Box", "Discrete", "EnvSpec"]
 THRESHOLDS: dict[str, dict[str, float]] = {
     "CartPole-v1": {"solve": 500.0, "gymnasium": 475.0, "notebook": 500.0},
     "LunarLander-v3": {"solve": 200.0, "gymnasium": 200.0},
+    "LunarLanderContinuous-v3": {"solve": 200.0, "gymnasium": 200.0},
+    # Gymnasium registers no threshold for Pendulum-v1. -200 (issue 12) is what a policy earns that
+    # swings up from any start and then holds the pendulum upright: the first steps' swing-up
+    # costs the whole score (holding upright costs ~0 per step); good PPO/SAC policies reach
+    # -140..-200, a policy that cannot swing up stays below -700.
+    "Pendulum-v1": {"solve": -200.0},
+    # A perfect score, as CartPole's 500: balanced for all 1000 steps; gymnasium registers 950.
+    "InvertedPendulum-v5": {"solve": 1000.0, "gymnasium": 950.0},
 }
 
 

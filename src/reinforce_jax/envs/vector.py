@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from reinforce_jax.envs.envpool import EnvpoolVectorEnv
 from reinforce_jax.envs.registry import make_gym_env
 
 
@@ -86,6 +87,7 @@ class GymnasiumVectorEnv:
 VECTOR_BACKENDS: dict[str, Callable[[str, int, dict | None], VectorEnv]] = {
     "gymnasium": GymnasiumVectorEnv,
     "gymnasium-async": lambda env_id, n, args=None: GymnasiumVectorEnv(env_id, n, args, True),
+    "envpool": lambda env_id, n, args=None: EnvpoolVectorEnv(env_id, n, args),
 }
 
 

@@ -10,6 +10,7 @@ Every built trainer has ``name``, ``unit`` (what ``total`` counts), ``total``, `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from importlib import import_module
 from typing import Any, Protocol
 
 from reinforce_jax.config import Config
@@ -55,6 +56,7 @@ TRAINERS: dict[str, Callable[[Config, EnvSpec], Trainer]] = {
     "compiled": _compiled,
     "host": _host,
     "notebook": _notebook,
+    "envpool": lambda cfg, spec: import_module("reinforce_jax.trainers.pool").build(cfg, spec),
 }
 
 
@@ -63,6 +65,8 @@ def resolve_trainer(cfg: Config, spec: EnvSpec) -> str:
     (and no environment arguments are given), else host."""
     if cfg.trainer != "auto":
         return cfg.trainer
+    # envpool is chosen explicitly (--trainer envpool) until its defaults solve as reliably as
+    # the host trainer's (README, "envpool").
     return "compiled" if spec.has_jax else "host"
 
 

@@ -13,13 +13,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from reinforce_jax.agent import Act, make_act
+from reinforce_jax.agent import Act, make_act, policy_networks
 from reinforce_jax.config import Config
-from reinforce_jax.core.distributions import Distribution, for_action_space
+from reinforce_jax.core.distributions import Distribution
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.learner import Learner, LearnerState, make_learner
-from reinforce_jax.networks import Networks, init_obs_stats, make_networks, value_output
+from reinforce_jax.networks import Networks, init_obs_stats, value_output
 
 
 class Agent(NamedTuple):
@@ -75,13 +75,16 @@ def learner_from_config(
 def build_agent(
     cfg: Config, spec: EnvSpec, num_updates: int, steps_per_update: int | None = None
 ) -> Agent:
-    """Networks sized for ``spec``'s action space, the distribution, the learner and ``act``."""
+    """Networks sized for ``spec``'s action space, the distribution, the learner and ``act``.
+
+    A ``Box`` action space gets a :class:`~reinforce_jax.core.distributions.Gaussian` (bounds as
+    ``cfg.action_bounds`` says); one that no distribution fits raises :class:`ConfigError`.
+    """
+    use_value = cfg.baseline == "value"
     try:
-        dist = for_action_space(spec.action_space)
+        networks, dist = policy_networks(cfg, spec.action_space, use_value)
     except ValueError as e:
         raise ConfigError(f"{spec.env_id}: {e}") from None
-    use_value = cfg.baseline == "value"
-    networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, use_value)
     learner = learner_from_config(cfg, networks, dist, num_updates, steps_per_update)
     value = (lambda params, obs: value_output(networks, params, obs)) if use_value else None
     return Agent(networks, dist, learner, make_act(networks, dist, greedy=False),

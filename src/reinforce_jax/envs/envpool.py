@@ -1,0 +1,153 @@
+"""envpool: C++ environment pools, stepped from inside the compiled program or from the host.
+
+`envpool <https://github.com/sail-sg/envpool>`_ steps batches of environments in C++ threads. Its
+XLA interface (``handle, recv, send, step = pool.xla()``) can be called inside ``jax.jit`` and
+``lax.scan`` (the pool's state lives in C++; the handle threads the calls in order), but not
+``vmap``-ped: seeds x environments therefore go into *one* pool (see
+:mod:`reinforce_jax.rollout.pool`).
+
+envpool resets on the *next* step: the step after an episode ended only resets (its action is
+ignored, its reward is 0) and returns the new episode's first observation; the step that ended the
+episode returns the true final observation. The compiled source masks those reset-only steps out
+of learning and statistics; :class:`EnvpoolVectorEnv` converts them to the same-step autoreset of
+:class:`~reinforce_jax.envs.vector.VectorEnv` for the host trainer.
+
+envpool has Linux x86-64 wheels only; :func:`available` says whether it can be used here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import numpy as np
+
+from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.errors import ConfigError
+
+# gymnasium ids with a discrete-action envpool twin (same dynamics, same time limit).
+ENVPOOL_ENVS = ("LunarLander-v3", "CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+
+UNAVAILABLE = (
+    "notice: envpool is not installed (it has wheels for Linux x86-64 only); "
+    "training on the host trainer (gymnasium), which is slower"
+)
+
+
+def available() -> bool:
+    """Whether envpool can be imported here (without importing it)."""
+    return importlib.util.find_spec("envpool") is not None
+
+
+def has_pool(spec: EnvSpec) -> bool:
+    """``spec`` has an envpool twin we can train on (no gymnasium arguments given)."""
+    return spec.env_id in ENVPOOL_ENVS and not spec.env_args
+
+
+def default_threads(num_envs: int) -> int:
+    """One worker thread per core this process may use, at most one per environment."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, num_envs))
+
+
+def check(spec: EnvSpec) -> None:
+    """:class:`ConfigError` unless ``spec`` can run on envpool here."""
+    if spec.env_args:
+        raise ConfigError(
+            f"envpool environments take no gymnasium arguments (got {spec.env_args}); "
+            "the host trainer can use them"
+        )
+    if spec.env_id not in ENVPOOL_ENVS:
+        raise ConfigError(
+            f"{spec.env_id} has no envpool version here (available: {', '.join(ENVPOOL_ENVS)}); "
+            "the host trainer can run it"
+        )
+    if not available():
+        raise ConfigError("envpool is not installed (pip install envpool; Linux x86-64 only)")
+
+
+def make_pool(spec: EnvSpec, num_envs: int, seed: int, num_threads: int | None = None) -> Any:
+    """A synchronous gymnasium-style envpool of ``num_envs`` environments; environment ``i`` is
+    seeded ``seed + i``. Its observation shape, action count and time limit are checked against
+    ``spec`` (gymnasium's)."""
+    check(spec)
+    import envpool
+
+    pool = envpool.make(
+        spec.env_id,
+        env_type="gymnasium",
+        num_envs=num_envs,
+        batch_size=num_envs,
+        num_threads=num_threads or default_threads(num_envs),
+        seed=int(seed) % 2**31,
+    )
+    shape = tuple(pool.observation_space.shape)
+    n = int(pool.action_space.n)
+    limit = pool.spec.config.max_episode_steps
+    if shape != tuple(spec.obs_shape) or n != spec.num_actions or limit != spec.max_episode_steps:
+        pool.close()
+        raise ConfigError(
+            f"envpool's {spec.env_id} (obs {shape}, {n} actions, limit {limit}) differs from "
+            f"gymnasium's (obs {tuple(spec.obs_shape)}, {spec.num_actions} actions, "
+            f"limit {spec.max_episode_steps})"
+        )
+    return pool
+
+
+class EnvpoolVectorEnv:
+    """An envpool as a :class:`~reinforce_jax.envs.vector.VectorEnv` (same-step autoreset).
+
+    Environments whose episode ended at a step are reset right away (only those), so the
+    observation returned is the new episode's first and ``final_obs`` the old one's last. The
+    pool is made at the first :meth:`reset` (its seed fixes every episode).
+    """
+
+    def __init__(self, env_id: str, num_envs: int, env_args: dict | None = None):
+        from reinforce_jax.envs.registry import env_spec
+
+        self.spec = env_spec(env_id, env_args)
+        check(self.spec)
+        self.num_envs = num_envs
+        self.pool: Any = None
+
+    def reset(self, seed: int) -> np.ndarray:
+        if self.pool is not None:
+            self.pool.close()
+        self.pool = make_pool(self.spec, self.num_envs, seed)
+        obs, _ = self.pool.reset()
+        return np.asarray(obs, np.float32)
+
+    def step(self, actions: np.ndarray):
+        from reinforce_jax.envs.vector import VectorStep
+
+        obs, reward, terminated, truncated, _ = self.pool.step(np.asarray(actions, np.int32))
+        obs = np.asarray(obs, np.float32)
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+        done = terminated | truncated
+        final = obs
+        if done.any():
+            final = obs.copy()
+            ids = np.flatnonzero(done).astype(np.int32)
+            fresh, _ = self.pool.reset(ids)
+            obs = obs.copy()
+            obs[ids] = fresh
+        return VectorStep(obs, np.asarray(reward, np.float32), terminated, truncated, final)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+
+__all__ = [
+    "ENVPOOL_ENVS",
+    "EnvpoolVectorEnv",
+    "available",
+    "default_threads",
+    "has_pool",
+    "make_pool",
+]

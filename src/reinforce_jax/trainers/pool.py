@@ -1,0 +1,317 @@
+r"""The envpool trainer: envpool's C++ environments inside the compiled program.
+
+Like the compiled trainer, one ``jax.jit`` program per chunk holds ``eval_every`` updates
+(``lax.scan``: rollout, reward-to-go, loss, gradients, Adam) and the in-training evaluation; but the
+environments are an `envpool <https://github.com/sail-sg/envpool>`_ pool stepped through its XLA
+interface (:mod:`reinforce_jax.rollout.pool`), so any environment envpool has (LunarLander-v3)
+trains at compiled speed. ``K`` seeds x ``N`` environments share one pool (envpool's call cannot
+be ``vmap``-ped); the learner and the policy are ``vmap``-ped over the seeds.
+
+**Evaluation.** Each evaluation runs ``eval_episodes`` fresh episodes per seed on a second pool
+(greedy by default, reset from the host before the chunk), and stops when all have ended. While
+no seed's sampled training return over the chunk reaches the *evaluation gate* (the solve
+threshold minus a quarter of its magnitude, e.g. 150 for LunarLander's 200) the chunk skips it:
+a policy that far off cannot pass, and a 100-episode evaluation of a policy that hovers costs as
+much as 100,000 training steps. The solve check itself is unchanged: 100 greedy episodes with
+mean >= threshold. The last chunk always evaluates. ``reinforce evaluate`` re-judges any policy
+on gymnasium's own environments.
+
+**Resume.** envpool cannot save its environments' state: a resumed run restores learner, keys and
+counters exactly and starts fresh episodes (the pool reseeded from the run's seed and the chunk),
+like the host trainer; the episodes in flight and the carried steps at the checkpoint are lost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reinforce_jax.config import Config
+from reinforce_jax.envs import envpool as pools
+from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.errors import ConfigError
+from reinforce_jax.evaluate import eval_row
+from reinforce_jax.learner import LearnerState
+from reinforce_jax.networks import update_obs_stats
+from reinforce_jax.rollout.pool import (
+    init_carry,
+    learn_window,
+    make_pool_evaluate,
+    make_pool_rollout,
+    window_stats,
+)
+from reinforce_jax.trainers.common import build_agent, init_learner
+from reinforce_jax.trainers.events import (
+    Checkpoint,
+    Done,
+    EvalRows,
+    Event,
+    TrainRows,
+    check_counter,
+    check_solved_at,
+    flatten_state,
+    restore_state,
+)
+
+RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+class PoolState(NamedTuple):
+    learner: LearnerState  # leading seed axis
+    key: jax.Array  # [K] keys
+
+
+def num_updates_for(cfg: Config) -> int:
+    per_update = cfg.num_envs * cfg.rollout_steps
+    chunks = max(1, math.ceil(cfg.total_steps / (per_update * cfg.eval_every)))
+    return chunks * cfg.eval_every
+
+
+def eval_gate(threshold: float | None) -> float:
+    """Sampled training return a seed must reach in a chunk before that chunk evaluates."""
+    if threshold is None:
+        return -math.inf
+    return threshold - 0.25 * abs(threshold)
+
+
+PRECHECK_EPISODES = 20  # greedy episodes of the cheap check that decides on a full evaluation
+
+
+def precheck_gate(threshold: float | None) -> float:
+    """Mean over the pre-check's episodes a seed must reach before the full evaluation runs."""
+    if threshold is None:
+        return -math.inf
+    return threshold - 0.15 * abs(threshold)
+
+
+def _seeds(seed: int, chunk: int) -> tuple[int, int]:
+    """Training-pool and evaluation-pool seeds, from the run's seed and the chunk it starts at."""
+    train, evaluation, pre = np.random.SeedSequence([seed, chunk]).generate_state(3)
+    return int(train) % 2**30, int(evaluation) % 2**30, int(pre) % 2**30
+
+
+def check(cfg: Config, spec: EnvSpec) -> None:
+    pools.check(spec)
+    if cfg.trainer not in ("envpool", "auto"):
+        raise ConfigError(f"the envpool trainer cannot run trainer = {cfg.trainer!r}")
+
+
+class PoolTrainer:
+    """Runs the envpool chunk program, yielding the events every trainer yields."""
+
+    name = "envpool"
+    unit = "updates"
+    log_style = "batched"
+    curve_window = 5
+    startup_note = "compiling the training program (seconds on first use; cached afterwards)"
+    budget_rule = "whole chunks of eval_every updates of num_envs x rollout_steps steps"
+
+    def __init__(self, cfg: Config, spec: EnvSpec, carry_steps: int | None = None,
+                 gate: float | None = None):  # fmt: skip
+        check(cfg, spec)
+        self.cfg, self.spec = cfg, spec
+        self.total = num_updates_for(cfg)
+        self.steps_per_update = cfg.num_envs * cfg.rollout_steps
+        self.env_steps_budget = self.total * self.steps_per_update
+        self.agent = build_agent(cfg, spec, self.total, self.steps_per_update)
+        limit = spec.max_episode_steps or 4 * cfg.rollout_steps
+        # Carry up to one time limit of steps, in whole windows: every episode is learned whole.
+        self.carry_steps = (
+            carry_steps
+            if carry_steps is not None
+            else cfg.rollout_steps * max(1, math.ceil((limit - 1) / cfg.rollout_steps))
+        )
+        self.batch_size = 2 * self.steps_per_update  # room for a burst of long episodes ending
+        self.gate = eval_gate(spec.solve_threshold) if gate is None else gate
+        self.pre_gate = precheck_gate(spec.solve_threshold)
+        self.precheck_episodes = min(PRECHECK_EPISODES, cfg.eval_episodes)
+
+    def check_resume(self, resume: Checkpoint) -> None:
+        chunks = self.total // self.cfg.eval_every
+        check_counter({"evaluations": resume.evaluations}, "evaluations", 0, chunks)
+        check_solved_at(resume.meta.get("solved_at", {}))
+
+    def _program(self, step_fn, eval_step_fn, pre_step_fn):
+        cfg, agent = self.cfg, self.agent
+        k = cfg.num_seeds
+        rollout = make_pool_rollout(step_fn, agent.act, k, cfg.rollout_steps, cfg.gamma,
+                                    agent.value)  # fmt: skip
+        evaluate = make_pool_evaluate(eval_step_fn, agent.eval_act, k,
+                                      self.spec.max_episode_steps or 10_000)  # fmt: skip
+        pre_evaluate = make_pool_evaluate(pre_step_fn, agent.eval_act, k,
+                                          self.spec.max_episode_steps or 10_000)  # fmt: skip
+        v_update = jax.vmap(agent.learner.update)
+        gate, pre_gate = self.gate, self.pre_gate
+
+        def update(c, _):
+            handle, state, carry = c
+            split = jax.vmap(lambda key: jax.random.split(key))(state.key)
+            key, rollout_keys = split[:, 0], split[:, 1]
+            learner = state.learner
+            handle, carry, steps, stats = rollout(handle, carry, learner.params, rollout_keys)
+            if cfg.obs_norm:
+                obs = steps.obs.reshape((-1, k, cfg.num_envs) + steps.obs.shape[2:])
+                new = jax.vmap(update_obs_stats, in_axes=(0, 1))(learner.params["obs_norm"], obs)
+                learner = learner._replace(params={**learner.params, "obs_norm": new})
+            buffer, batch, counts = learn_window(carry.buffer, steps, cfg.gamma, k, self.batch_size)
+            updated, metrics = v_update(learner, batch)
+            # A window in which no episode ended has nothing to learn: no optimiser step either.
+            has = counts["learn_steps"] > 0
+            keep = lambda new, old: jnp.where(
+                has.reshape(has.shape + (1,) * (new.ndim - 1)), new, old
+            )  # noqa: E731
+            learner = updated._replace(params=jax.tree.map(keep, updated.params, learner.params),
+                                       opt_state=jax.tree.map(keep, updated.opt_state,
+                                                              learner.opt_state))  # fmt: skip
+            metrics.update(counts)
+            metrics.update(window_stats(stats, k))
+            return (handle, PoolState(learner, key), carry._replace(buffer=buffer)), metrics
+
+        def chunk(handles, state, carry, eval_obs, pre_obs, force):
+            handle, eval_handle, pre_handle = handles
+            (handle, state, carry), metrics = jax.lax.scan(
+                update, (handle, state, carry), None, length=cfg.eval_every
+            )
+            split = jax.vmap(lambda key: jax.random.split(key, 3))(state.key)
+            key, eval_keys, pre_keys = split[:, 0], split[:, 1], split[:, 2]
+            params = state.learner.params
+            recent = jnp.nanmean(metrics["episode_return"], axis=0)  # [K]
+            nan = jnp.full((k, eval_obs.shape[0] // k), jnp.nan, jnp.float32)
+            pre_nan = jnp.full((k, pre_obs.shape[0] // k), jnp.nan, jnp.float32)
+
+            def full(hs):
+                eval_handle, pre_handle = hs
+                eval_handle, returns = evaluate(eval_handle, eval_obs, params, eval_keys)
+                return (eval_handle, pre_handle), returns, pre_nan
+
+            def precheck(hs):
+                eval_handle, pre_handle = hs
+                pre_handle, pre = pre_evaluate(pre_handle, pre_obs, params, pre_keys)
+                return jax.lax.cond(
+                    jnp.any(jnp.mean(pre, axis=1) >= pre_gate),
+                    lambda h: (*full(h)[:2], pre),
+                    lambda h: (h, nan, pre),
+                    (eval_handle, pre_handle),
+                )
+
+            def skip(hs):
+                return hs, nan, pre_nan
+
+            branch = jnp.where(force, 0, jnp.where(jnp.any(recent >= gate), 1, 2))
+            (eval_handle, pre_handle), returns, pre = jax.lax.switch(
+                branch, (full, precheck, skip), (eval_handle, pre_handle)
+            )
+            metrics["eval_returns"] = returns
+            metrics["precheck_returns"] = pre
+            handles = (handle, eval_handle, pre_handle)
+            return handles, state._replace(key=key), carry, metrics
+
+        def init(keys):
+            def one(key):
+                key, init_key = jax.random.split(key)
+                return PoolState(init_learner(agent, init_key), key)
+
+            return jax.vmap(one)(keys)
+
+        return (jax.jit(init, compiler_options=RUN_ONCE),
+                jax.jit(chunk, donate_argnums=(1, 2)))  # fmt: skip
+
+    def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
+        cfg, spec, agent = self.cfg, self.spec, self.agent
+        k, threshold = cfg.num_seeds, spec.solve_threshold
+        start = time.perf_counter()
+        first_chunk = 0
+        solved_at: dict[str, dict[str, Any]] = {}
+        keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(cfg.seed, cfg.seed + k))
+        if resume is not None:
+            first_chunk = resume.evaluations
+            solved_at = dict(resume.meta.get("solved_at", {}))
+        train_seed, eval_seed, pre_seed = _seeds(cfg.seed, first_chunk)
+        pool = pools.make_pool(spec, k * cfg.num_envs, train_seed)
+        eval_pool = pools.make_pool(spec, k * cfg.eval_episodes, eval_seed)
+        pre_pool = pools.make_pool(spec, k * self.precheck_episodes, pre_seed)
+        handle, _, _, step_fn = pool.xla()
+        eval_handle, _, _, eval_step_fn = eval_pool.xla()
+        pre_handle, _, _, pre_step_fn = pre_pool.xla()
+        handles = (handle, eval_handle, pre_handle)
+        init, chunk_fn = self._program(step_fn, eval_step_fn, pre_step_fn)
+        state = init(keys)
+        if resume is not None:
+            state = restore_state(state, resume.state)
+        obs, _ = pool.reset()
+        carry = init_carry(obs, self.carry_steps, agent.dist.action_shape, agent.dist.action_dtype)
+        seeds = list(range(cfg.seed, cfg.seed + k))
+        all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(seeds)  # noqa: E731
+        stop_reason = f"the budget of {self.env_steps_budget:,} env steps per seed is spent"
+        num_chunks = self.total // cfg.eval_every
+        chunk = first_chunk
+        dropped = np.zeros(k)
+        try:
+            for chunk in range(first_chunk, num_chunks) if not all_solved() else ():
+                eval_obs, _ = eval_pool.reset()
+                pre_obs, _ = pre_pool.reset()
+                force = chunk == num_chunks - 1
+                handles, state, carry, metrics = chunk_fn(
+                    handles,
+                    state,
+                    carry,
+                    jnp.asarray(eval_obs, jnp.float32),
+                    jnp.asarray(pre_obs, jnp.float32),
+                    jnp.asarray(force),
+                )
+                metrics = jax.device_get(metrics)
+                wall = time.perf_counter() - start
+                eval_returns = np.asarray(metrics.pop("eval_returns"))  # [K, E]
+                pre_returns = np.asarray(metrics.pop("precheck_returns"))  # [K, P]
+                dropped += metrics["dropped_steps"].sum(axis=0)
+                updates = (chunk + 1) * cfg.eval_every
+                rows = []
+                for i, seed in enumerate(seeds):
+                    for u in range(cfg.eval_every):
+                        row = {name: float(v[u, i]) for name, v in metrics.items()}
+                        update = updates - cfg.eval_every + u + 1
+                        row.update(seed=seed, update=update,
+                                   env_steps=update * self.steps_per_update, wall_time=wall)  # fmt: skip
+                        if u == cfg.eval_every - 1 and np.isfinite(pre_returns[i]).all():
+                            row["precheck_mean"] = float(pre_returns[i].mean())
+                        rows.append(row)
+                yield TrainRows(rows)
+                host_state = jax.device_get(state)
+                if np.isfinite(eval_returns).all():
+                    evals = []
+                    for i, seed in enumerate(seeds):
+                        row = eval_row(eval_returns[i], threshold, seed=seed, update=updates,
+                                       env_steps=updates * self.steps_per_update, wall_time=wall)  # fmt: skip
+                        evals.append(row)
+                        if row["solved"] and str(seed) not in solved_at:
+                            solved_at[str(seed)] = row
+                    yield EvalRows(evals, host_state.learner.params)
+                yield Checkpoint(chunk + 1, flatten_state(host_state), {"solved_at": solved_at})
+                if all_solved():
+                    break
+        finally:
+            for p in (pool, eval_pool, pre_pool):
+                p.close()
+        if all_solved():
+            stop_reason = "every seed met the solve check (stop_when_solved)"
+        params = jax.device_get(state.learner.params)
+        env_steps = int(np.asarray(state.learner.step).reshape(-1)[0]) * self.steps_per_update
+        yield Done(params, env_steps, solved_at, {"dropped_steps": float(dropped.sum())},
+                   stop_reason=stop_reason)  # fmt: skip
+
+
+def build(cfg: Config, spec: EnvSpec) -> Any:
+    """The envpool trainer; where envpool is not installed, the host trainer with a notice."""
+    if not pools.available() and pools.has_pool(spec):
+        from reinforce_jax.trainers import host
+
+        trainer = host.build(cfg.replace(trainer="host"), spec)
+        trainer.startup_note = pools.UNAVAILABLE
+        return trainer
+    return PoolTrainer(cfg, spec)

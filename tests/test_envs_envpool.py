@@ -1,0 +1,132 @@
+"""envpool as an experience source: its XLA path under jit + scan (a JAX upgrade that breaks the
+FFI call fails here), next-step reset semantics, the host adapter's same-step autoreset, and the
+carried-window learning maths of ``rollout/pool.py``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from reinforce_jax.core.returns import batched_discounted_returns
+from reinforce_jax.envs import env_spec
+from reinforce_jax.envs import envpool as pools
+from reinforce_jax.errors import ConfigError
+from reinforce_jax.rollout.pool import PoolSteps, learn_window, reward_to_go
+
+needs_envpool = pytest.mark.skipif(not pools.available(), reason="envpool not installed")
+
+
+@needs_envpool
+def test_xla_step_runs_inside_jit_and_scan_and_resets_on_the_next_step():
+    spec = env_spec("CartPole-v1")
+    pool = pools.make_pool(spec, 4, seed=0, num_threads=1)
+    handle, _, _, step = pool.xla()
+    pool.reset()
+
+    @jax.jit
+    def run(handle):
+        def body(h, _):
+            h, (obs, reward, terminated, truncated, info) = step(h, jnp.zeros((4,), jnp.int32))
+            return h, (obs, reward, terminated | truncated, info["env_id"])
+
+        return jax.lax.scan(body, handle, None, length=40)
+
+    _, (obs, reward, done, ids) = run(handle)
+    obs, reward, done, ids = map(np.asarray, (obs, reward, done, ids))
+    assert obs.shape == (40, 4, 4) and np.isfinite(obs).all()
+    assert (ids == np.arange(4)).all()  # a synchronous pool answers in environment order
+    assert done.any(), "always pushing left ends CartPole within 40 steps"
+    t, i = np.argwhere(done)[0]
+    assert reward[t, i] == 1.0
+    # the next step only resets: reward 0, not done, a fresh start near the origin
+    assert reward[t + 1, i] == 0.0 and not done[t + 1, i]
+    assert np.abs(obs[t + 1, i]).max() <= 0.05
+
+
+@needs_envpool
+def test_host_adapter_gives_same_step_autoreset():
+    envs = pools.EnvpoolVectorEnv("CartPole-v1", 3)
+    try:
+        obs = envs.reset(seed=1)
+        assert obs.shape == (3, 4)
+        seen_end = False
+        for _ in range(60):
+            out = envs.step(np.zeros(3, np.int64))
+            done = out.terminated | out.truncated
+            assert (out.reward == 1.0).all()  # no reset-only step ever reaches the host trainer
+            if done.any():
+                seen_end = True
+                i = np.flatnonzero(done)[0]
+                assert np.abs(out.obs[i]).max() <= 0.05  # already the next episode's start
+                assert np.abs(out.final_obs[i, 2]) > 0.2  # the pole had fallen
+        assert seen_end
+    finally:
+        envs.close()
+
+
+def test_registered_as_a_vector_backend():
+    from reinforce_jax.envs.vector import VECTOR_BACKENDS
+
+    assert "envpool" in VECTOR_BACKENDS
+
+
+@needs_envpool
+def test_spec_mismatch_and_unknown_ids_are_refused():
+    with pytest.raises(ConfigError, match="no envpool version"):
+        pools.make_pool(env_spec("FrozenLake-v1"), 2, 0)
+    with pytest.raises(ConfigError, match="no gymnasium arguments"):
+        pools.make_pool(env_spec("LunarLander-v3", {"enable_wind": True}), 2, 0)
+
+
+def test_reward_to_go_is_the_sequential_recursion():
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(size=(300, 5)).astype(np.float32)
+    ends = rng.random((300, 5)) < 0.03
+    got, complete = reward_to_go(rewards, ends, 0.99)
+    want, want_complete = batched_discounted_returns(rewards, ends, 0.99)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    assert (np.asarray(complete) == np.asarray(want_complete)).all()
+
+
+def _steps(rewards, ends, pending):
+    t, m = rewards.shape
+    return PoolSteps(
+        jnp.arange(t * m, dtype=jnp.float32).reshape(t, m, 1),
+        jnp.zeros((t, m), jnp.int32),
+        jnp.asarray(rewards, jnp.float32),
+        jnp.asarray(ends),
+        jnp.asarray(pending),
+    )
+
+
+def test_learn_window_learns_each_step_once_when_its_episode_ends():
+    # one environment; window 1: steps 0-2 of an episode that ends at step 1 of window 2
+    empty = _steps(np.zeros((3, 1)), np.zeros((3, 1), bool), np.zeros((3, 1), bool))
+    w1 = _steps(np.ones((3, 1)), np.zeros((3, 1), bool), np.ones((3, 1), bool))
+    buf, batch, counts = learn_window(empty, w1, 1.0, 1, batch_size=6)
+    assert float(counts["learn_steps"][0]) == 0  # nothing complete yet: carried
+    ends = np.array([[False], [True], [False]])
+    pending = np.array([[True], [True], [True]])
+    w2 = _steps(np.ones((3, 1)), ends, pending)
+    buf, batch, counts = learn_window(buf, w2, 1.0, 1, batch_size=6)
+    assert float(counts["learn_steps"][0]) == 5  # the whole 5-step episode, now complete
+    used = np.asarray(batch.mask[0]) > 0
+    np.testing.assert_allclose(np.asarray(batch.returns[0])[used], [5, 4, 3, 2, 1])
+    # the step after the end is still pending; learned steps are not learned again
+    assert np.asarray(buf.pending).sum() == 1
+    w3 = _steps(np.ones((3, 1)), np.array([[True], [False], [False]]), np.ones((3, 1), bool))
+    _, batch, counts = learn_window(buf, w3, 1.0, 1, batch_size=6)
+    assert float(counts["learn_steps"][0]) == 2
+    np.testing.assert_allclose(np.asarray(batch.returns[0])[:2], [2, 1])
+
+
+def test_reset_only_steps_are_never_learned():
+    w = _steps(np.array([[1.0], [0.0], [1.0], [1.0]]), np.array([[True], [False], [False], [True]]),
+               np.array([[True], [False], [True], [True]]))  # fmt: skip
+    empty = _steps(np.zeros((2, 1)), np.zeros((2, 1), bool), np.zeros((2, 1), bool))
+    _, batch, counts = learn_window(empty, w, 1.0, 1, batch_size=8)
+    assert float(counts["learn_steps"][0]) == 3
+    used = np.asarray(batch.mask[0]) > 0
+    assert 1.0 not in np.asarray(batch.obs[0, :, 0])[used]  # obs index 1 is the reset-only step
