@@ -294,6 +294,9 @@ def test_a_smaller_budget_runs_the_same_dynamics_and_ends_with_a_verdict(tmp_pat
     long = RunDir.open(tmp_path / "long").read_jsonl("train.jsonl")
     assert [r["learning_rate"] for r in short] == [r["learning_rate"] for r in long[: len(short)]]
     assert "settings: 4 envs x 500 steps per update" in out and "solve check" in out
+    # What is evaluated is said, beside the sampled (training) return; and why the run stopped.
+    assert "Training return (sampled)" in out and "Greedy evaluation (10 episodes)" in out
+    assert "stopped: the budget of 20,000 env steps per seed is spent" in out
 
 
 def test_budgets_that_round_are_announced(tmp_path, capsys):
