@@ -59,12 +59,12 @@ def resolve_env_id(env_id: str) -> tuple[str, str | None]:
         ns, name, version = parse_env_id(env_id)
     except gym.error.Error:
         raise EnvError(f"{env_id!r} is not a valid gymnasium environment id") from None
-    if version is None:
-        latest = find_highest_version(ns, name)
-        if latest is not None:
-            new = f"{env_id}-v{latest}"
-            return new, f"notice: {env_id} has no version; using {new}, the latest registered"
-    raise EnvError(f"unknown environment {env_id!r}: not in gymnasium's registry")
+    latest = find_highest_version(ns, name)
+    if version is None and latest is not None:
+        new = f"{env_id}-v{latest}"
+        return new, f"notice: {env_id} has no version; using {new}, the latest registered"
+    hint = f" (gymnasium has {name}-v{latest})" if latest is not None else ""
+    raise EnvError(f"unknown environment {env_id!r}: not in gymnasium's registry{hint}")
 
 
 def _one_hot(env: Any) -> Any:
