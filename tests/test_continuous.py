@@ -33,6 +33,7 @@ class _Dummy(gym.Env):
         return self.observation_space.sample(), {}
 
     def step(self, action):
+        self.last_action = action
         return self.observation_space.sample(), 0.0, True, False, {}
 
 
@@ -40,6 +41,7 @@ DUMMIES = {
     "TestMultiDiscrete-v0": dict(action_space=gym.spaces.MultiDiscrete([2, 3])),
     "TestDict-v0": dict(action_space=gym.spaces.Dict({"a": gym.spaces.Discrete(2)})),
     "TestTuple-v0": dict(action_space=gym.spaces.Tuple((gym.spaces.Discrete(2),))),
+    "TestBox-v0": dict(action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32)),
     "TestInfBox-v0": dict(action_space=gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)),
     "TestDiscreteObs-Box-v0": dict(
         action_space=gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
@@ -93,7 +95,7 @@ def test_notebook_trainer_refuses_box_actions(tmp_path, capsys):
 
 def test_action_space_of_box_is_flat_bounds_with_shape():
     space = action_space_of(
-        "x", gym.spaces.Box(np.array([[-1, 0, 2]]), np.array([[3, 1, 2.5]]), dtype=np.float32)
+        "x", gym.spaces.Box(np.array([[-1, 0, 2]], np.float32), np.array([[3, 1, 2.5]], np.float32))
     )
     assert space == Box((-1.0, 0.0, 2.0), (3.0, 1.0, 2.5), (1, 3))
     assert action_space_of("x", gym.spaces.Discrete(4)) == Discrete(4)
@@ -182,3 +184,25 @@ def test_shipped_inverted_pendulum_policy_balances():
     assert "obs_norm" in params
     returns = evaluate_policy(cfg, params, "InvertedPendulum-v5", episodes=5, seed=0)
     assert np.all(returns == 1000.0), returns
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="mujoco not installed")
+def test_mujoco_video_renders_headless(tmp_path):
+    import ctypes.util
+
+    if ctypes.util.find_library("EGL") is None:
+        pytest.skip("no EGL library for off-screen MuJoCo rendering")
+    out = tmp_path / "ip.gif"
+    assert main(["video", "--pretrained", "InvertedPendulum-v5", "--out", str(out),
+                 "--episodes", "1", "--every", "100"]) == 0  # fmt: skip
+    assert out.read_bytes()[:3] == b"GIF"
+
+
+def test_gymnasium_box_environments_receive_clipped_actions():
+    from reinforce_jax.envs.registry import make_gym_env
+
+    env = make_gym_env("TestBox-v0")
+    assert env.action_space == gym.spaces.Box(-1.0, 1.0, (2,), np.float32)  # bounds kept
+    env.reset(seed=0)
+    env.step(np.array([3.0, -0.5], np.float32))
+    np.testing.assert_array_equal(env.unwrapped.last_action, [1.0, -0.5])

@@ -171,6 +171,20 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         eval_episodes=20,  # 1000-step episodes on the host; `reinforce evaluate` checks 100
         total_steps=1_000_000,
     ),
+    # Not yet solving (README): 0 of 3 seeds reached 200 in 2M steps; obs_norm helped on one seed.
+    "LunarLanderContinuous-v3": dict(  # LunarLander-v3's settings, plus observation normalisation
+        trainer="host",
+        hidden_sizes=(64, 64),
+        num_envs=16,
+        rollout_steps=128,
+        learning_rate=1e-3,
+        baseline="value",
+        normalize_advantages=True,
+        entropy_coef=0.01,
+        obs_norm=True,
+        eval_every=40,
+        total_steps=2_000_000,
+    ),
 }
 
 PRESETS: dict[str, dict[str, Any]] = {"default": {}, "notebook": NOTEBOOK}

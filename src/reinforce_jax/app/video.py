@@ -25,6 +25,7 @@ def record(
     # Headless: pygame renders off-screen; no display or sound device is needed.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo renders off-screen through EGL
     env = make_gym_env(env_id, render_mode="rgb_array", **cfg.env_args)
     try:
         act = make_host_act(policy_act(cfg, env_spec(env_id, cfg.env_args), greedy))

@@ -96,7 +96,13 @@ class Gaussian:
 
     with :math:`\log(1 - \tanh^2 u) = 2(\log 2 - u - \mathrm{softplus}(-2u))` (stable for large
     :math:`|u|`); :math:`|(a-c)/h|` is clipped below :math:`1 - 10^{-6}` before the atanh. The mode
-    is :math:`c + h \odot \tanh \mu`.
+    is :math:`c + h \odot \tanh \mu`. Rollouts store the action the environment received, so
+    :math:`u` is recovered by the atanh, and float32 ``tanh`` rounds to exactly 1 beyond
+    :math:`|u| \approx 9`, losing :math:`u`; unchecked, the mean then drifts without bound (measured
+    on Pendulum: :math:`|\mu|` in the thousands, returns collapsing). So here the network's mean
+    output :math:`m` enters as :math:`\mu = 3 \tanh(m / 3)` (``SQUASH_MEAN_MAX``): the mode still
+    reaches 99.5% of the bound and samples stay where the atanh recovers them. The Jacobian term
+    does not depend on the parameters, so the policy gradient is the Gaussian's at :math:`u`.
 
     ``bounds="clip"``: the action is :math:`u` itself and :math:`\log\pi(a) = \log\mathcal N(a;
     \mu, \sigma)` of the unclipped sample; the environment clips it into the box when stepping
