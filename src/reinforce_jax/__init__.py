@@ -25,6 +25,7 @@ _EXPORTS = {
     "ConfigError": "reinforce_jax.errors",
     "make_config": "reinforce_jax.config",
     "Categorical": "reinforce_jax.core.distributions",
+    "Gaussian": "reinforce_jax.core.distributions",
     "for_action_space": "reinforce_jax.core.distributions",
     "batched_discounted_returns": "reinforce_jax.core.returns",
     "discounted_returns": "reinforce_jax.core.returns",

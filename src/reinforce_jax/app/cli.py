@@ -413,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 return _main(args)
             finally:
-                signals.uninstall()
+                if argv is not None:  # called in-process; a whole process keeps them to its end,
+                    signals.uninstall()  # so a signal during shutdown cannot kill it mid-write
     return _main(args)
 
 

@@ -4,7 +4,7 @@ Unbatched (or explicitly time-major), jittable, free of side effects; each funct
 equation it computes. No configuration and no I/O live here.
 """
 
-from reinforce_jax.core.distributions import Categorical, Distribution, for_action_space
+from reinforce_jax.core.distributions import Categorical, Distribution, Gaussian, for_action_space
 from reinforce_jax.core.losses import (
     batched_policy_gradient_loss,
     entropy,
@@ -23,6 +23,7 @@ from reinforce_jax.core.returns import (
 __all__ = [
     "Categorical",
     "Distribution",
+    "Gaussian",
     "batched_discounted_returns",
     "batched_policy_gradient_loss",
     "discounted_returns",
