@@ -46,7 +46,8 @@ class TensorBoardSink:
     """Event files under ``<run>/tb`` (tensorboardX: no TensorFlow needed).
 
     Several seeds write one run each (``tb/seed<N>``) under the same chart names, so TensorBoard
-    overlays them on one chart per metric instead of drawing a chart per seed.
+    overlays them on one chart per metric instead of drawing a chart per seed; their training
+    scalars are logged once per chunk (the chunk's last update).
     """
 
     def __init__(self, path: Path, cfg: Config, purge_step: int | None = None):
@@ -69,6 +70,10 @@ class TensorBoardSink:
         return self.writers[seed]
 
     def log(self, rows: list[dict[str, Any]], names: dict[str, str]) -> None:
+        if self.multi and names is TRAIN_NAMES:
+            # Many seeds: each seed's last update of the event only, so logging stays a small
+            # fraction of training whatever the seed count (train.jsonl keeps every update).
+            rows = list({int(r.get("seed", 0)): r for r in rows}.values())
         for row in rows:
             step = int(row.get("env_steps", 0))
             writer = self._writer(int(row.get("seed", 0)))
