@@ -21,17 +21,15 @@ from reinforce_jax.agent import Act, make_host_act
 from reinforce_jax.envs.functional import FunctionalEnv
 from reinforce_jax.envs.registry import make_gym_env
 from reinforce_jax.envs.spec import THRESHOLDS
+from reinforce_jax.stats import t_critical
 
 EVAL_ENVS = 25  # at most this many host evaluation environments (100 episodes: 4 each)
 
-# Two-sided 95% Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
-
 
 def t_quantile_975(dof: int) -> float:
-    return _T975[dof - 1] if 1 <= dof <= len(_T975) else 1.96
+    """The two-sided 95% Student-t critical value for ``dof`` degrees of freedom (exact, from
+    :func:`reinforce_jax.stats.t_critical`; a table ending at 30 dof would be 4% too narrow at 31)."""
+    return t_critical(dof, 0.95)
 
 
 def is_solved(mean: float | np.ndarray, threshold: float | None) -> bool | np.ndarray:

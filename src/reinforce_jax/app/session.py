@@ -227,12 +227,17 @@ def _checked_counts(run: RunDir, saved: dict[str, Any]) -> dict[str, Any]:
     wall = saved.get("wall_time")
     if not isinstance(wall, (int, float)) or not np.isfinite(wall) or wall < 0:
         raise RunError(f"checkpoint {run.path / 'checkpoint.msgpack'} is corrupt: wall_time")
+    kept: dict[str, list[dict[str, Any]]] = {}
     for name, key in (("train.jsonl", "train_rows"), ("eval.jsonl", "eval_rows")):
-        have = len(run.read_jsonl(name))  # a garbage line raises RunError here, before training
-        if have < saved[key]:
-            raise RunError(f"{run.path / name} holds {have} rows but the checkpoint accounts for "
-                           f"{saved[key]}: the run directory is damaged")  # fmt: skip
-    return {"train_rows": saved["train_rows"], "eval_rows": saved["eval_rows"], "wall_time": wall}
+        rows = run.read_jsonl(name)  # a garbage line raises RunError here, before training
+        if len(rows) < saved[key]:
+            raise RunError(f"{run.path / name} holds {len(rows)} rows but the checkpoint accounts "
+                           f"for {saved[key]}: the run directory is damaged")  # fmt: skip
+        kept[key] = rows[: saved[key]]
+    # TensorBoard drops what a killed process logged after the checkpoint (steps >= purge_step).
+    steps = [int(r.get("env_steps", 0)) for r in kept["train_rows"]]
+    return {"train_rows": saved["train_rows"], "eval_rows": saved["eval_rows"], "wall_time": wall,
+            "purge_step": max(steps) + 1 if steps else None}  # fmt: skip
 
 
 def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, track,
@@ -255,8 +260,7 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
     sinks: list[Any] | None = None  # made at the first event, like every other write
     offset = float(counts["wall_time"])
     train_rows, eval_rows = int(counts["train_rows"]), int(counts["eval_rows"])
-    kept = run.read_jsonl("train.jsonl")[:train_rows] if resume else []
-    purge_step = max((int(r.get("env_steps", 0)) for r in kept), default=0) + 1 if kept else None
+    purge_step = counts.get("purge_step")
     start = time.perf_counter()
     prev_steps, prev_wall = None, 0.0
     last_return = float("nan")
