@@ -13,7 +13,7 @@ The total loss is :math:`L = L_{pg} - c_H H + c_V L_V` with :math:`L_{pg}` the m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import chex
@@ -29,6 +29,11 @@ from reinforce_jax.rollout.trajectory import Batch
 
 BASELINES = ("none", "mean", "value")
 
+# Hyperparameters ``update`` accepts as traced values (a sweep vmaps over them). The optimizer's
+# (learning_rate, max_grad_norm) reach it through ``optax.inject_hyperparams``'s state.
+HYPERPARAMETERS = ("learning_rate", "max_grad_norm", "entropy_coef", "value_coef")
+OPTIMIZER_HYPERPARAMETERS = ("learning_rate", "max_grad_norm")
+
 
 class LearnerState(NamedTuple):
     params: Any  # {"policy", "value" (baseline = value), "obs_norm" (not trained)}
@@ -38,7 +43,7 @@ class LearnerState(NamedTuple):
 
 class Learner(NamedTuple):
     init: Callable[..., LearnerState]
-    update: Callable[[LearnerState, Batch], tuple[LearnerState, dict[str, jax.Array]]]
+    update: Callable[..., tuple[LearnerState, dict[str, jax.Array]]]  # (state, batch, hyper=None)
 
 
 def make_learner(
@@ -52,9 +57,13 @@ def make_learner(
     value_coef: float = 0.5,
     schedule: Callable[[jax.Array], jax.Array] | None = None,
 ) -> Learner:
-    """``init(key, example_obs, obs_stats=None)`` and the jittable ``update(state, batch)``.
+    """``init(key, example_obs, obs_stats=None)`` and the jittable ``update(state, batch, hyper)``.
 
-    ``schedule`` (the optimizer's learning-rate schedule) is only reported as a metric.
+    ``hyper`` (optional) maps names in :data:`HYPERPARAMETERS` to (traced) scalars that replace
+    the values given here for this update: so one compiled program serves many settings.
+    ``learning_rate`` and ``max_grad_norm`` need an optimizer built with
+    ``optax.inject_hyperparams`` that exposes them. ``schedule(step)`` (or ``schedule(step, peak)``
+    with a traced peak learning rate) is only reported as a metric.
     """
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
@@ -62,7 +71,9 @@ def make_learner(
     if use_value and networks.value is None:
         raise ValueError("baseline='value' needs networks with a value network")
 
-    def loss_fn(trainable: Any, stats: Any, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def loss_fn(
+        trainable: Any, stats: Any, batch: Batch, entropy_coef: Any, value_coef: Any
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         chex.assert_rank([batch.returns, batch.mask], 1)
         params = trainable if stats is None else {**trainable, "obs_norm": stats}
         mask = batch.mask
@@ -95,17 +106,46 @@ def make_learner(
             params["obs_norm"] = obs_stats
         return LearnerState(params, opt_state, jnp.zeros((), jnp.int32))
 
-    def update(state: LearnerState, batch: Batch) -> tuple[LearnerState, dict[str, jax.Array]]:
+    def update(
+        state: LearnerState, batch: Batch, hyper: Mapping[str, Any] | None = None
+    ) -> tuple[LearnerState, dict[str, jax.Array]]:
+        hyper = dict(hyper or {})
+        unknown = set(hyper) - set(HYPERPARAMETERS)
+        if unknown:
+            raise ValueError(f"unknown hyperparameters {sorted(unknown)}; known: {HYPERPARAMETERS}")
         trainable = {k: v for k, v in state.params.items() if k != "obs_norm"}
         stats = state.params.get("obs_norm")
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(trainable, stats, batch)
-        updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(
+            trainable, stats, batch, hyper.get("entropy_coef", entropy_coef),
+            hyper.get("value_coef", value_coef),
+        )  # fmt: skip
+        opt_state = _with_hyperparameters(
+            state.opt_state, {k: hyper[k] for k in OPTIMIZER_HYPERPARAMETERS if k in hyper}
+        )
+        updates, opt_state = optimizer.update(grads, opt_state, trainable)
         params = optax.apply_updates(trainable, updates)
         if stats is not None:
             params["obs_norm"] = stats
         metrics["grad_norm"] = optax.global_norm(grads)
         if schedule is not None:
-            metrics["learning_rate"] = schedule(state.step)
+            peak = hyper.get("learning_rate")
+            metrics["learning_rate"] = (
+                schedule(state.step) if peak is None else schedule(state.step, peak)
+            )
         return LearnerState(params, opt_state, state.step + 1), metrics
 
     return Learner(init, update)
+
+
+def _with_hyperparameters(opt_state: Any, values: Mapping[str, Any]) -> Any:
+    """``opt_state`` with ``optax.inject_hyperparams`` values replaced (cast to their dtype)."""
+    if not values:
+        return opt_state
+    current = getattr(opt_state, "hyperparams", None)
+    missing = [k for k in values if current is None or k not in current]
+    if missing:
+        raise ValueError(
+            f"the optimizer does not expose {missing} (build it with optax.inject_hyperparams)"
+        )
+    cast = {k: jnp.asarray(v, current[k].dtype) for k, v in values.items()}
+    return opt_state._replace(hyperparams={**current, **cast})

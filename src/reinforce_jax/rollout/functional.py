@@ -25,14 +25,16 @@ def make_jax_rollout(
     gamma: float,
     value: Callable[[Any, jax.Array], jax.Array] | None = None,
 ) -> Callable[[Any, jax.Array], Rollout]:
-    """``rollout(params, key)``: reset ``num_envs`` environments, step them ``num_steps`` times.
+    """``rollout(params, key, gamma=gamma)``: reset ``num_envs`` environments, step them
+    ``num_steps`` times.
 
     ``act(params, obs, key)`` picks the actions. With ``value(params, obs)`` the reward of a
     truncated (not terminated) step gains ``gamma * V(final obs)``; ``episode_returns`` stay the
-    true sums.
+    true sums. ``gamma`` may be given per call (a traced value in a sweep).
     """
+    default_gamma = gamma
 
-    def rollout(params: Any, key: jax.Array) -> Rollout:
+    def rollout(params: Any, key: jax.Array, gamma: Any = default_gamma) -> Rollout:
         key, reset_key = jax.random.split(key)
         state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
         zeros = jnp.zeros((num_envs,), jnp.float32)

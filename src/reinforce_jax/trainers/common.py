@@ -42,18 +42,47 @@ def decay_updates(cfg: Config, num_updates: int, steps_per_update: int | None) -
 
 
 def make_optimizer(
-    cfg: Config, num_updates: int, steps_per_update: int | None = None
-) -> tuple[optax.GradientTransformation, Callable[[jax.Array], jax.Array]]:
-    """Adam with the configured schedule, behind optional global-norm clipping."""
-    if cfg.lr_schedule == "linear":
-        horizon = decay_updates(cfg, num_updates, steps_per_update)
-        schedule = optax.linear_schedule(cfg.learning_rate, 0.0, horizon)
+    cfg: Config, num_updates: int, steps_per_update: int | None = None, *, traced: bool = False
+) -> tuple[optax.GradientTransformation, Callable[..., jax.Array]]:
+    """Adam with the configured schedule, behind optional global-norm clipping, and the schedule.
+
+    ``traced=True`` builds it with ``optax.inject_hyperparams`` so that ``learning_rate`` (the
+    schedule's peak) and ``max_grad_norm`` are state, not constants: a sweep replaces them per
+    configuration inside one compiled program. Plain runs keep constants: XLA fuses them
+    differently, and the published figures were made with them. The schedule is
+    ``schedule(step, peak=cfg.learning_rate)``.
+    """
+    horizon = decay_updates(cfg, num_updates, steps_per_update) if cfg.lr_schedule == "linear" else 0
+    decay = optax.linear_schedule(1.0, 0.0, horizon) if horizon else None
+
+    def schedule(step: jax.Array, peak: Any = cfg.learning_rate) -> jax.Array:
+        if decay is None:
+            return jnp.full(jnp.shape(step), peak, jnp.float32)
+        return peak * decay(step)
+
+    clip = cfg.max_grad_norm > 0
+    if traced:
+        optimizer = optax.inject_hyperparams(_adam, static_args=("horizon", "clip"))(
+            learning_rate=cfg.learning_rate, max_grad_norm=max(cfg.max_grad_norm, 0.0),
+            horizon=horizon, clip=clip,
+        )  # fmt: skip
     else:
-        schedule = optax.constant_schedule(cfg.learning_rate)
-    adam = optax.adam(schedule)
-    if cfg.max_grad_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), adam), schedule
-    return adam, schedule
+        optimizer = _adam(cfg.learning_rate, cfg.max_grad_norm, horizon, clip)
+    return optimizer, schedule
+
+
+def _adam(
+    learning_rate: Any, max_grad_norm: Any, horizon: int, clip: bool
+) -> optax.GradientTransformation:
+    """Adam at ``learning_rate`` (decaying linearly to 0 over ``horizon`` updates when > 0)."""
+    rate: Any = learning_rate
+    if horizon and isinstance(learning_rate, float):  # the form the published runs used
+        rate = optax.linear_schedule(learning_rate, 0.0, horizon)
+    elif horizon:  # a traced peak: the same arithmetic (peak - 0) * frac + 0
+        decay = optax.linear_schedule(1.0, 0.0, horizon)
+        rate = lambda count: learning_rate * decay(count)  # noqa: E731
+    adam = optax.adam(rate)
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam) if clip else adam
 
 
 def learner_from_config(
@@ -62,9 +91,12 @@ def learner_from_config(
     dist: Distribution,
     num_updates: int,
     steps_per_update: int | None = None,
+    *,
+    traced: bool = False,
 ) -> Learner:
-    """:func:`make_learner` with the optimizer and loss hyperparameters ``cfg`` names."""
-    optimizer, schedule = make_optimizer(cfg, num_updates, steps_per_update)
+    """:func:`make_learner` with the optimizer and loss hyperparameters ``cfg`` names
+    (``traced``: the optimizer's too can be replaced per update, see :func:`make_optimizer`)."""
+    optimizer, schedule = make_optimizer(cfg, num_updates, steps_per_update, traced=traced)
     return make_learner(
         networks, dist, optimizer, baseline=cfg.baseline,
         normalize_advantages=cfg.normalize_advantages, entropy_coef=cfg.entropy_coef,
@@ -73,7 +105,12 @@ def learner_from_config(
 
 
 def build_agent(
-    cfg: Config, spec: EnvSpec, num_updates: int, steps_per_update: int | None = None
+    cfg: Config,
+    spec: EnvSpec,
+    num_updates: int,
+    steps_per_update: int | None = None,
+    *,
+    traced: bool = False,
 ) -> Agent:
     """Networks sized for ``spec``'s action space, the distribution, the learner and ``act``.
 
@@ -85,7 +122,8 @@ def build_agent(
         networks, dist = policy_networks(cfg, spec.action_space, use_value)
     except ValueError as e:
         raise ConfigError(f"{spec.env_id}: {e}") from None
-    learner = learner_from_config(cfg, networks, dist, num_updates, steps_per_update)
+    learner = learner_from_config(cfg, networks, dist, num_updates, steps_per_update,
+                                  traced=traced)  # fmt: skip
     value = (lambda params, obs: value_output(networks, params, obs)) if use_value else None
     return Agent(networks, dist, learner, make_act(networks, dist, greedy=False),
                  make_act(networks, dist, greedy=cfg.eval_greedy), value,

@@ -24,7 +24,7 @@ from reinforce_jax.envs.functional import FunctionalEnv, spec_of
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.evaluate import eval_row, make_jax_evaluate
-from reinforce_jax.learner import LearnerState
+from reinforce_jax.learner import HYPERPARAMETERS, LearnerState
 from reinforce_jax.networks import update_obs_stats
 from reinforce_jax.rollout.functional import make_jax_rollout
 from reinforce_jax.rollout.trajectory import episode_stats, to_batch
@@ -44,14 +44,19 @@ from reinforce_jax.trainers.events import (
 RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
+# Settings that can be traced values, so that one program trains many configurations (a sweep).
+TRACEABLE = (*HYPERPARAMETERS, "gamma")
+
+
 class RunnerState(NamedTuple):
     learner: LearnerState
     key: jax.Array  # the run's PRNG key, split once per update and per evaluation
     env_steps: jax.Array  # environment steps taken so far (per seed)
+    hyper: dict[str, jax.Array] = {}  # traced settings (TRACEABLE names); empty in a plain run
 
 
 class CompiledProgram(NamedTuple):
-    init: Callable[[jax.Array], RunnerState]  # keys[S] -> state, jitted, over seeds
+    init: Callable[..., RunnerState]  # (keys[S], hyper {name: [S]}) -> state, jitted, over seeds
     chunk: Callable[[RunnerState], tuple[RunnerState, dict[str, Any]]]  # jitted, over seeds
     evaluate: Callable[..., jax.Array]  # (params, key) -> returns[eval_episodes]
     agent: Agent
@@ -66,31 +71,49 @@ def num_updates_for(cfg: Config) -> int:
     return chunks * cfg.eval_every
 
 
-def make_compiled_program(cfg: Config, env: FunctionalEnv) -> CompiledProgram:
-    """Pure functions for the compiled path of ``cfg`` on the JAX environment ``env``."""
+def make_compiled_program(
+    cfg: Config, env: FunctionalEnv, traced: tuple[str, ...] = ()
+) -> CompiledProgram:
+    """Pure functions for the compiled path of ``cfg`` on the JAX environment ``env``.
+
+    ``traced`` names settings (of :data:`TRACEABLE`) that ``init`` takes as values per seed
+    instead of reading them from ``cfg``: one program then trains every configuration that
+    differs only in them. A plain run traces none (constants compile to the published numbers).
+    """
+    unknown = set(traced) - set(TRACEABLE)
+    if unknown:
+        raise ValueError(f"cannot trace {sorted(unknown)}; traceable: {TRACEABLE}")
     num_updates = num_updates_for(cfg)
-    agent = build_agent(cfg, spec_of(env), num_updates, cfg.num_envs * cfg.rollout_steps)
+    optimizer_traced = bool({"learning_rate", "max_grad_norm"} & set(traced))
+    agent = build_agent(cfg, spec_of(env), num_updates, cfg.num_envs * cfg.rollout_steps,
+                        traced=optimizer_traced)  # fmt: skip
     rollout = make_jax_rollout(env, agent.act, cfg.num_envs, cfg.rollout_steps, cfg.gamma,
                                agent.value)  # fmt: skip
     evaluate = make_jax_evaluate(env, agent.eval_act, cfg.eval_episodes)
     steps_per_update = cfg.num_envs * cfg.rollout_steps
 
-    def init(key: jax.Array) -> RunnerState:
+    def init(key: jax.Array, hyper: dict[str, jax.Array] | None = None) -> RunnerState:
+        hyper = dict(hyper or {})
+        if set(hyper) != set(traced):
+            raise ValueError(f"init needs values for exactly {traced}, got {sorted(hyper)}")
         key, init_key = jax.random.split(key)
-        return RunnerState(init_learner(agent, init_key), key, jnp.zeros((), jnp.int32))
+        hyper = {k: jnp.asarray(v, jnp.float32) for k, v in hyper.items()}
+        return RunnerState(init_learner(agent, init_key), key, jnp.zeros((), jnp.int32), hyper)
 
     def update(state: RunnerState, _: Any) -> tuple[RunnerState, dict[str, jax.Array]]:
         key, rollout_key = jax.random.split(state.key)
-        traj = rollout(state.learner.params, rollout_key)
+        gamma = state.hyper.get("gamma", cfg.gamma)
+        traj = rollout(state.learner.params, rollout_key, gamma)
         learner = state.learner
         if cfg.obs_norm:  # statistics follow the experience before the update learns from it
             stats = update_obs_stats(learner.params["obs_norm"], traj.obs)
             learner = learner._replace(params={**learner.params, "obs_norm": stats})
-        learner, metrics = agent.learner.update(learner, to_batch(traj, cfg.gamma))
+        learner_hyper = {k: v for k, v in state.hyper.items() if k in HYPERPARAMETERS}
+        learner, metrics = agent.learner.update(learner, to_batch(traj, gamma), learner_hyper)
         metrics.update(episode_stats(traj))
         env_steps = state.env_steps + steps_per_update
         metrics["env_steps"] = env_steps
-        return RunnerState(learner, key, env_steps), metrics
+        return RunnerState(learner, key, env_steps, state.hyper), metrics
 
     def chunk_one(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
         state, metrics = jax.lax.scan(update, state, None, length=cfg.eval_every)
@@ -155,10 +178,24 @@ class CompiledTrainer:
     startup_note = "compiling the training program (seconds on first use; cached afterwards)"
     budget_rule = "whole chunks of eval_every updates of num_envs x rollout_steps steps"
 
-    def __init__(self, cfg: Config, spec: EnvSpec, env: FunctionalEnv):
+    def __init__(
+        self,
+        cfg: Config,
+        spec: EnvSpec,
+        env: FunctionalEnv,
+        *,
+        rows: list[dict[str, Any]] | None = None,
+        hyper: dict[str, list[float]] | None = None,
+    ):
+        """``rows``: one label per trained row (``{"seed": s}``, plus ``"config": c`` in a sweep;
+        default: ``cfg``'s seeds); ``hyper``: per-row values of traced settings (a sweep)."""
         check(cfg, spec)
         self.cfg, self.spec = cfg, spec
-        self.program = make_compiled_program(cfg, env)
+        self.rows = rows or [{"seed": s} for s in range(cfg.seed, cfg.seed + cfg.num_seeds)]
+        self.hyper = {k: list(v) for k, v in (hyper or {}).items()}
+        if any(len(v) != len(self.rows) for v in self.hyper.values()):
+            raise ValueError("hyper needs one value per row")
+        self.program = make_compiled_program(cfg, env, tuple(sorted(self.hyper)))
         self.total = self.program.num_updates
         self.env_steps_budget = self.total * self.program.steps_per_update
 
@@ -178,7 +215,9 @@ class CompiledTrainer:
         cfg, program = self.cfg, self.program
         threshold = self.spec.solve_threshold
         start = time.perf_counter()
-        state = program.init(seed_keys(cfg))
+        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([r["seed"] for r in self.rows]))
+        hyper = {k: jnp.asarray(v, jnp.float32) for k, v in self.hyper.items()}
+        state = program.init(keys, hyper)
         first_chunk = 0
         solved_at: dict[str, dict[str, Any]] = {}
         if resume is not None:
@@ -186,8 +225,8 @@ class CompiledTrainer:
             first_chunk = resume.evaluations
             solved_at = dict(resume.meta.get("solved_at", {}))
         state = shard_seeds(state)
-        seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
-        all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(seeds)  # noqa: E731
+        labels = self.rows
+        all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(labels)  # noqa: E731
         stop_reason = f"the budget of {self.env_steps_budget:,} env steps per seed is spent"
         # A run killed after its last checkpoint but before it finished must not train on.
         chunks = (
@@ -202,21 +241,22 @@ class CompiledTrainer:
             per_update = program.steps_per_update
             metrics.pop("env_steps")  # int32 on the device: counted here in Python ints instead
             rows = []
-            for i, seed in enumerate(seeds):
+            for i, label in enumerate(labels):
                 for u in range(cfg.eval_every):
                     row = {k: v[i, u] for k, v in metrics.items()}
                     update = updates - cfg.eval_every + u + 1
-                    row.update(seed=seed, update=update, env_steps=update * per_update,
+                    row.update(label, update=update, env_steps=update * per_update,
                                wall_time=wall)  # fmt: skip
                     rows.append(row)
             yield TrainRows(rows)
             evals = []
-            for i, seed in enumerate(seeds):
-                row = eval_row(eval_returns[i], threshold, seed=seed, update=updates,
+            for i, label in enumerate(labels):
+                row = eval_row(eval_returns[i], threshold, **label, update=updates,
                                env_steps=updates * per_update, wall_time=wall)  # fmt: skip
                 evals.append(row)
-                if row["solved"] and str(seed) not in solved_at:
-                    solved_at[str(seed)] = row
+                key = row_key(label)
+                if row["solved"] and key not in solved_at:
+                    solved_at[key] = row
             # Host copies: the next chunk donates (frees) the device buffers.
             host_state = jax.device_get(state)
             yield EvalRows(evals, host_state.learner.params)
@@ -228,6 +268,11 @@ class CompiledTrainer:
         params = jax.device_get(state.learner.params)
         env_steps = int(np.asarray(state.learner.step).reshape(-1)[0]) * program.steps_per_update
         yield Done(params, env_steps, solved_at, stop_reason=stop_reason)
+
+
+def row_key(label: dict[str, Any]) -> str:
+    """A row's key in ``solved_at``: its seed (``"3"``), or ``"config:seed"`` in a sweep."""
+    return f"{label['config']}:{label['seed']}" if "config" in label else str(label["seed"])
 
 
 def build(cfg: Config, spec: EnvSpec) -> CompiledTrainer:
