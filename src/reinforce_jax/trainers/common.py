@@ -52,7 +52,9 @@ def make_optimizer(
     differently, and the published figures were made with them. The schedule is
     ``schedule(step, peak=cfg.learning_rate)``.
     """
-    horizon = decay_updates(cfg, num_updates, steps_per_update) if cfg.lr_schedule == "linear" else 0
+    horizon = (
+        decay_updates(cfg, num_updates, steps_per_update) if cfg.lr_schedule == "linear" else 0
+    )
     decay = optax.linear_schedule(1.0, 0.0, horizon) if horizon else None
 
     def schedule(step: jax.Array, peak: Any = cfg.learning_rate) -> jax.Array:

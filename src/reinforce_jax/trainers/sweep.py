@@ -1,0 +1,119 @@
+"""Sweeps: every configuration x seed of a grid, in as few compiled programs as possible.
+
+Settings that do not change an array's shape and that the compiled program can take as values
+(:data:`~reinforce_jax.trainers.compiled.TRACEABLE`: learning rate, gradient clipping norm,
+entropy and value weights, gamma) are traced: all configurations that differ only in them train
+vmapped in one program, the PureJaxRL way. Any other setting (hidden sizes, number of
+environments, the schedule, ...) is structural: one program per structural combination. Whether
+clipping happens at all (``max_grad_norm`` 0 or not) is structural too.
+
+Configuration ``c`` with seed ``s`` starts from ``PRNGKey(s)`` as ``reinforce train --seed s``
+does (common random numbers across configurations). Its numbers are close to, not bitwise equal
+to, a plain run's: a plain run compiles its settings as constants, which XLA fuses differently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any, NamedTuple
+
+from reinforce_jax.config import FIELDS, Config, make_config
+from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.errors import ConfigError
+from reinforce_jax.trainers.compiled import TRACEABLE, CompiledTrainer
+
+# What a grid may not vary: they say which run this is, not how it learns.
+NOT_SWEPT = ("env_id", "env_args", "seed", "num_seeds", "trainer", "preset", "stop_when_solved")
+
+
+class SweepGroup(NamedTuple):
+    cfg: Config  # the group's structural settings (traced ones: its first configuration's)
+    config_ids: list[int]  # indices into the sweep's configurations
+    traced: tuple[str, ...]  # settings taken per row as values
+
+
+class SweepPlan(NamedTuple):
+    settings: list[dict[str, Any]]  # per configuration: the grid's values
+    configs: list[Config]  # per configuration: the whole validated config
+    seeds: list[int]
+    groups: list[SweepGroup]
+
+
+def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, the first key varying slowest."""
+    for key, values in grid.items():
+        if key not in FIELDS:
+            raise ConfigError(f"--grid {key}: not a config field (reinforce train --list-settings)")
+        if key in NOT_SWEPT:
+            raise ConfigError(f"--grid {key}: a sweep cannot vary {key} "
+                              "(seeds come from --seed and --num-seeds)")  # fmt: skip
+        if not values:
+            raise ConfigError(f"--grid {key}: give at least one value")
+        if len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"--grid {key}: a value is repeated in {values}")
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def plan_sweep(
+    env_id: str, preset: str, overrides: dict[str, Any], grid: dict[str, list[Any]]
+) -> SweepPlan:
+    """Validate every configuration and group them into programs (:class:`ConfigError` first)."""
+    settings = expand_grid(grid)
+    configs = []
+    for i, values in enumerate(settings):
+        try:
+            configs.append(make_config(env_id, preset, {**overrides, **values}))
+        except ConfigError as e:
+            raise ConfigError(f"configuration {i} ({_describe(values)}): {e}") from None
+    base = configs[0]
+    seeds = list(range(base.seed, base.seed + base.num_seeds))
+    traced = tuple(k for k in grid if k in TRACEABLE)
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        # Structural identity: the config with traced settings blanked (clipping on/off kept).
+        blank = {k: 0.5 for k in traced}
+        if "max_grad_norm" in traced:
+            blank["max_grad_norm"] = float(cfg.max_grad_norm > 0)
+        key = json.dumps(cfg.replace(**blank).to_dict(), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(i)
+    plan_groups = []
+    for ids in groups.values():
+        cfg = configs[ids[0]].replace(num_seeds=len(ids) * len(seeds))
+        names = traced
+        if cfg.max_grad_norm == 0:  # no clipping in this group: nothing to trace
+            names = tuple(k for k in traced if k != "max_grad_norm")
+        plan_groups.append(SweepGroup(cfg, ids, names))
+    return SweepPlan(settings, configs, seeds, plan_groups)
+
+
+def build_sweep(plan: SweepPlan, spec: EnvSpec) -> list[CompiledTrainer]:
+    """One compiled trainer per group; rows are labelled ``{"config": c, "seed": s}``."""
+    from reinforce_jax.envs.registry import make_jax_env
+    from reinforce_jax.trainers import resolve_trainer
+
+    name = resolve_trainer(plan.configs[0], spec)
+    if name != "compiled":
+        why = ("has no JAX-native version" if not spec.has_jax else
+               f"is set to train with the {name!r} trainer")  # fmt: skip
+        raise ConfigError(
+            f"reinforce sweep trains every configuration and seed vmapped in one compiled "
+            f"program, which needs the compiled trainer; {spec.env_id} {why} "
+            "(sweepable: environments with a JAX-native version, e.g. CartPole-v1, Acrobot-v1)"
+        )
+    env = make_jax_env(spec.env_id)
+    trainers = []
+    for group in plan.groups:
+        rows = [{"config": c, "seed": s} for c in group.config_ids for s in plan.seeds]
+        hyper = {k: [getattr(plan.configs[r["config"]], k) for r in rows] for k in group.traced}
+        trainers.append(CompiledTrainer(group.cfg.replace(trainer="compiled"), spec, env,
+                                        rows=rows, hyper=hyper))  # fmt: skip
+    return trainers
+
+
+def _describe(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+__all__ = ["NOT_SWEPT", "SweepGroup", "SweepPlan", "build_sweep", "expand_grid", "plan_sweep"]
