@@ -51,26 +51,36 @@ def eval_row(returns: np.ndarray, threshold: float | None, **ids: Any) -> dict[s
 def make_jax_evaluate(
     env: FunctionalEnv, act: Act, num_episodes: int
 ) -> Callable[[Any, jax.Array], jax.Array]:
-    """``evaluate(params, key) -> returns[num_episodes]``: one full episode per environment, jittable."""
+    """``evaluate(params, key) -> returns[num_episodes]``: one full episode per environment, jittable.
+
+    Step ``t`` draws its randomness from the ``t``-th of ``max_episode_steps`` keys split from
+    ``key``; the loop stops once every episode has ended (a ``while_loop``: early policies fall
+    fast, so early evaluations cost a fraction of the time limit).
+    """
 
     def evaluate(params: Any, key: jax.Array) -> jax.Array:
         key, reset_key = jax.random.split(key)
         state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
+        keys = jax.random.split(key, env.max_episode_steps)
 
-        def step(carry, step_key):
-            state, obs, total, alive = carry
-            act_key, env_key = jax.random.split(step_key)
+        def step(carry):
+            t, state, obs, total, alive = carry
+            act_key, env_key = jax.random.split(keys[t])
             action = act(params, obs, act_key)
             state, obs, reward, terminated, truncated = jax.vmap(env.step)(
                 jax.random.split(env_key, num_episodes), state, action
             )
             total = total + jnp.where(alive, reward, 0.0)
             alive = alive & ~(terminated | truncated)
-            return (state, obs, total, alive), None
+            return t + 1, state, obs, total, alive
 
-        init = (state, obs, jnp.zeros((num_episodes,)), jnp.ones((num_episodes,), bool))
-        keys = jax.random.split(key, env.max_episode_steps)
-        (_, _, total, _), _ = jax.lax.scan(step, init, keys)
+        def running(carry) -> jax.Array:
+            t, *_, alive = carry
+            return (t < env.max_episode_steps) & jnp.any(alive)
+
+        init = (jnp.zeros((), jnp.int32), state, obs, jnp.zeros((num_episodes,)),
+                jnp.ones((num_episodes,), bool))  # fmt: skip
+        *_, total, _ = jax.lax.while_loop(running, step, init)
         return total
 
     return evaluate
