@@ -103,3 +103,44 @@ def test_summary_statistics_by_hand():
     assert first["solved_fraction"] == pytest.approx(2 / 3)
     assert first["median_steps_to_solve"] == 300 and first["median_seconds_to_solve"] == 3.0
     assert second["solved_fraction"] == 0 and second["median_steps_to_solve"] is None
+
+
+def test_a_stopped_sweep_summarises_what_it_evaluated(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sw"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reinforce_jax", "sweep", "--run-dir", str(out), "--grid",
+         "learning_rate=0.01,0.02", "--num-seeds", "2", *SMALL[:-2], "--total-steps", "10000000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while not (out / "eval.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and len(summary["configs"]) == 2
+    assert json.loads((out / "sweep.json").read_text())["status"] == "interrupted"
+
+
+def test_python_api_sweep_returns_the_summary(tmp_path):
+    import reinforce_jax as rj
+
+    with pytest.raises(ConfigError, match="learning_rate"):
+        rj.sweep(grid={"learning_rate": [0.01, -1.0]}, run_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    summary = rj.sweep(grid={"entropy_coef": [0.0, 0.1]}, num_seeds=2, seed=3, quiet=True,
+                       run_dir=tmp_path / "sw", num_envs=4, rollout_steps=50, eval_every=2,
+                       eval_episodes=3, hidden_sizes=[8], total_steps=800)  # fmt: skip
+    assert summary["seeds"] == [3, 4]
+    assert sorted(e["settings"]["entropy_coef"] for e in summary["configs"]) == [0.0, 0.1]
+    assert json.loads((tmp_path / "sw" / "summary.json").read_text())["configs"] == json.loads(
+        json.dumps(summary["configs"])
+    )

@@ -45,6 +45,7 @@ _EXPORTS = {
     "Run": "reinforce_jax.app.api",
     "load_run": "reinforce_jax.app.api",
     "pretrained": "reinforce_jax.app.api",
+    "sweep": "reinforce_jax.app.api",
     "train": "reinforce_jax.app.api",
 }
 

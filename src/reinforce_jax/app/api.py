@@ -68,6 +68,39 @@ def train(
     return Run(run.config(), path=run.path)
 
 
+def sweep(
+    env_id: str = "CartPole-v1",
+    grid: dict[str, list[Any]] | None = None,
+    *,
+    preset: str = "default",
+    seed: int = 0,
+    num_seeds: int = 8,
+    run_dir: str | Path | None = None,
+    quiet: bool = False,
+    **config_overrides: Any,
+) -> dict[str, Any]:
+    """Train every combination of ``grid``'s values x ``num_seeds`` seeds; the summary, best first.
+
+    ``grid`` maps config fields to lists of values, e.g. ``{"learning_rate": [0.003, 0.01],
+    "entropy_coef": [0.0, 0.01]}``; ``config_overrides`` are settings every configuration shares.
+    Returns what ``summary.json`` holds (see ``reinforce sweep``); impossible settings raise
+    :class:`ConfigError` before anything is written.
+    """
+    from reinforce_jax.app.cli import enable_compilation_cache
+    from reinforce_jax.app.sweep import run_sweep
+    from reinforce_jax.envs.registry import resolve_env_id
+
+    if not grid:
+        raise ConfigError("sweep needs a grid: {setting: [values, ...]}")
+    env_id, notice = resolve_env_id(env_id)
+    if notice:
+        print(notice, file=sys.stderr)
+    enable_compilation_cache()
+    grid = {k: list(v) for k, v in grid.items()}
+    overrides = {**config_overrides, "seed": seed, "num_seeds": num_seeds}
+    return run_sweep(env_id, preset, overrides, grid, run_dir, quiet=quiet)
+
+
 def load_run(path: str | Path) -> Run:
     """The run in directory ``path`` (finished, interrupted or still training)."""
     from reinforce_jax.app.rundir import RunDir

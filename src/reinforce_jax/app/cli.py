@@ -297,8 +297,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     enable_compilation_cache()
     try:
         run_sweep(env_id, preset, overrides, grid, args.run_dir, quiet=args.quiet)
-    except KeyboardInterrupt:
-        return 130  # what was evaluated is summarised in the sweep directory
+    except KeyboardInterrupt as e:  # what was evaluated is summarised in the sweep directory
+        print(f"reinforce: {e}", file=sys.stderr)
+        return 128 + getattr(e, "signum", 2)
     return 0
 
 
@@ -447,7 +448,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "train":  # before the heavy imports: a signal during start-up is honoured
+    if args.command in ("train", "sweep"):  # before the heavy imports: a signal then is honoured
         from reinforce_jax.app import signals
 
         if signals.install():

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from reinforce_jax.app import signals
 from reinforce_jax.app.rundir import RunError, _jsonable, atomic_write
 from reinforce_jax.config import ConfigError
 from reinforce_jax.stats import aggregate, bootstrap_ci, iqm
@@ -86,7 +87,7 @@ def run_sweep(
     Every configuration and the directory are checked before anything is written.
     """
     from reinforce_jax.envs.registry import env_spec
-    from reinforce_jax.trainers.events import Done, EvalRows
+    from reinforce_jax.trainers.events import EvalRows
     from reinforce_jax.trainers.sweep import build_sweep, plan_sweep
 
     out = out or sys.stdout
@@ -122,11 +123,15 @@ def run_sweep(
         f"{', '.join(plan.groups[0].traced) or 'nothing'} -> {path}")  # fmt: skip
     evals: list[dict[str, Any]] = []
     start = time.perf_counter()
-    status = "finished"
-    try:
+    status, stopped_by = "finished", None
+    with signals.stop_requests():
         for g, (group, trainer) in enumerate(zip(plan.groups, trainers, strict=True)):
             begin = time.perf_counter() - start  # seconds to solve count from the sweep's start
             for event in trainer.run():
+                stopped_by = signals.requested()
+                if stopped_by:  # checked between events: never inside XLA
+                    status = "interrupted"
+                    break
                 if isinstance(event, EvalRows):
                     batch = [{**r, "wall_time": r["wall_time"] + begin} for r in event.rows]
                     evals.extend(batch)
@@ -138,10 +143,8 @@ def run_sweep(
                         f"eval mean {np.mean([r['eval_mean'] for r in batch]):8.1f}  solved "
                         f"{solved}/{len(group.config_ids) * len(plan.seeds)}  "
                         f"{time.perf_counter() - start:6.1f}s")  # fmt: skip
-                elif isinstance(event, Done):
-                    pass
-    except KeyboardInterrupt:
-        status = "interrupted"
+            if status == "interrupted":
+                break
     summary = summarize(plan.settings, plan.seeds, evals, spec.solve_threshold)
     summary["wall_time"] = time.perf_counter() - start
     summary["status"] = status
@@ -153,8 +156,17 @@ def run_sweep(
     print(f"{path}: summary.json, summary.csv, curves.png, intervals.png "
           f"({summary['wall_time']:.1f}s)", file=out, flush=True)  # fmt: skip
     if status == "interrupted":
-        raise KeyboardInterrupt
+        stop = SweepStopped(f"sweep stopped by signal {stopped_by}; the evaluations so far are "
+                            f"summarised in {path}")  # fmt: skip
+        stop.signum = stopped_by or 2
+        raise stop
     return summary
+
+
+class SweepStopped(KeyboardInterrupt):
+    """A stop signal ended the sweep early; ``signum`` says which."""
+
+    signum: int = 2
 
 
 def _append(path: Path, rows: list[dict[str, Any]]) -> None:
