@@ -1,0 +1,95 @@
+"""Many seeds and sweeps, timed as the user waits (not a test; prints figures).
+
+For each K, runs the whole command ``reinforce train --env CartPole-v1 --num-seeds K --seed 100
+--stop-when-solved --quiet`` in a fresh process from an empty compilation cache, ``--runs`` times,
+and prints the wall time from process start to exit (minimum / median / maximum) beside the
+in-process figures the run directory records: training wall time, the first chunk (compilation
+included), environment steps per seed, aggregate steps per second, seeds solved. Optionally a
+sweep (``--sweep``) the same way.
+
+    python benchmarks/seeds.py                      # K = 1, 8, 64; 3 runs each
+    python benchmarks/seeds.py --ks 64 --runs 5 --sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SWEEP = ["--grid", "learning_rate=0.003,0.01,0.03", "--grid", "entropy_coef=0,0.01",
+         "--num-seeds", "8", "--total-steps", "200000"]  # fmt: skip
+
+
+def whole(cmd: list[str], cache: Path) -> float:
+    env = {**__import__("os").environ, "REINFORCE_JAX_CACHE": str(cache), "MPLBACKEND": "Agg"}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
+    return wall
+
+
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    return (f"median {fmt.format(statistics.median(values))}  (min {fmt.format(min(values))}, "
+            f"max {fmt.format(max(values))})")  # fmt: skip
+
+
+def run_k(k: int, runs: int, tmp: Path) -> dict:
+    walls, inproc, first, steps, solved = [], [], [], [], []
+    for i in range(runs):
+        run = tmp / f"k{k}-{i}"
+        cmd = [sys.executable, "-m", "reinforce_jax", "train", "--env", "CartPole-v1",
+               "--num-seeds", str(k), "--seed", "100", "--stop-when-solved", "--quiet",
+               "--run-dir", str(run)]  # fmt: skip
+        walls.append(whole(cmd, tmp / f"cache-k{k}-{i}"))  # a new cache: cold
+        status = json.loads((run / "status.json").read_text())
+        inproc.append(status["wall_time"])
+        rows = [json.loads(x) for x in (run / "train.jsonl").read_text().splitlines()]
+        first.append(min(r["wall_time"] for r in rows))
+        steps.append(status["env_steps"])
+        solved.append(status.get("solved_seeds", 0))
+    agg = [k * s / t for s, t in zip(steps, inproc, strict=True)]
+    print(f"K={k:<3} whole command        {spread(walls)} s")
+    print(f"      in-process training  {spread(inproc)} s")
+    print(f"      first chunk (compile) {spread(first)} s")
+    print(f"      env steps per seed   {spread(steps, '{:,.0f}')}; solved {solved}")
+    print(f"      aggregate steps/s    {spread(agg, '{:,.0f}')}", flush=True)
+    return dict(k=k, whole=walls, in_process=inproc, first_chunk=first, steps=steps,
+                solved=solved, aggregate_steps_per_s=agg)  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ks", type=int, nargs="+", default=[1, 8, 64])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sweep", action="store_true", help="also time a 6 x 8 CartPole sweep")
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args()
+    out: dict = {"ks": []}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for k in args.ks:
+            out["ks"].append(run_k(k, args.runs, tmp))
+        if args.sweep:
+            walls = []
+            for i in range(args.runs):
+                cmd = [sys.executable, "-m", "reinforce_jax", "sweep", "--env", "CartPole-v1",
+                       *SWEEP, "--quiet", "--run-dir", str(tmp / f"sweep-{i}")]  # fmt: skip
+                walls.append(whole(cmd, tmp / f"cache-sweep-{i}"))
+            summary = json.loads((tmp / "sweep-0" / "summary.json").read_text())
+            print(f"sweep 6 configs x 8 seeds, 200k steps: whole command {spread(walls)} s "
+                  f"(in-process {summary['wall_time']:.1f} s for the first)")  # fmt: skip
+            out["sweep"] = dict(whole=walls, in_process_first=summary["wall_time"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
