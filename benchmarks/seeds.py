@@ -65,14 +65,65 @@ def run_k(k: int, runs: int, tmp: Path) -> dict:
                 solved=solved, aggregate_steps_per_s=agg)  # fmt: skip
 
 
+def parts(ks: list[int], reps: int = 5) -> list[dict]:
+    """Milliseconds per call of the chunk's parts at K seeds (compiled separately, warm): one
+    rollout, one learner update, one evaluation (untrained greedy policy and a 500-step one)."""
+    import jax
+    import jax.numpy as jnp
+
+    from reinforce_jax.config import make_config
+    from reinforce_jax.envs.registry import make_jax_env
+    from reinforce_jax.evaluate import make_jax_evaluate
+    from reinforce_jax.rollout.functional import make_jax_rollout
+    from reinforce_jax.rollout.trajectory import to_batch
+    from reinforce_jax.trainers.compiled import make_compiled_program, seed_keys
+
+    env = make_jax_env("CartPole-v1")
+    rows = []
+    for k in ks:
+        cfg = make_config("CartPole-v1", "default", {"num_seeds": k})
+        program = make_compiled_program(cfg, env)
+        agent, keys = program.agent, seed_keys(cfg)
+        state = program.init(keys)
+        roll = make_jax_rollout(env, agent.act, cfg.num_envs, cfg.rollout_steps, cfg.gamma,
+                                agent.value)  # fmt: skip
+        balance = lambda p, obs, key: (obs[..., 2] + obs[..., 3] > 0).astype(jnp.int32)  # noqa: E731
+        fns = {
+            "rollout": (jax.jit(jax.vmap(roll)), (state.learner.params, keys)),
+            "eval (untrained)": (
+                jax.jit(jax.vmap(make_jax_evaluate(env, agent.eval_act, cfg.eval_episodes))),
+                (state.learner.params, keys)),
+            "eval (500 steps, no net)": (
+                jax.jit(jax.vmap(make_jax_evaluate(env, balance, cfg.eval_episodes))),
+                (state.learner.params, keys)),
+        }  # fmt: skip
+        traj = fns["rollout"][0](*fns["rollout"][1])
+        update = jax.jit(jax.vmap(lambda s, t: agent.learner.update(s, to_batch(t, cfg.gamma))[0]))
+        fns["update"] = (update, (state.learner, traj))
+        row = {"k": k}
+        for name, (f, a) in fns.items():
+            jax.block_until_ready(f(*a))
+            start = time.perf_counter()
+            for _ in range(reps):
+                jax.block_until_ready(f(*a))
+            row[name] = (time.perf_counter() - start) / reps * 1000
+        print(f"K={k:<3} " + "  ".join(f"{n} {v:.1f} ms" for n, v in row.items() if n != "k")
+              + f"   (a chunk: {cfg.eval_every} rollouts + updates, 1 evaluation)", flush=True)  # fmt: skip
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--sweep", action="store_true", help="also time a 6 x 8 CartPole sweep")
+    ap.add_argument("--parts", action="store_true", help="time the chunk's parts at each K")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     out: dict = {"ks": []}
+    if args.parts:
+        out["parts"] = parts(args.ks)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for k in args.ks:
