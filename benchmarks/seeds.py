@@ -98,7 +98,9 @@ def parts(ks: list[int], reps: int = 5) -> list[dict]:
                 (state.learner.params, keys)),
         }  # fmt: skip
         traj = fns["rollout"][0](*fns["rollout"][1])
-        update = jax.jit(jax.vmap(lambda s, t: agent.learner.update(s, to_batch(t, cfg.gamma))[0]))
+        update = jax.jit(
+            jax.vmap(lambda s, t, a=agent, g=cfg.gamma: a.learner.update(s, to_batch(t, g))[0])
+        )
         fns["update"] = (update, (state.learner, traj))
         row = {"k": k}
         for name, (f, a) in fns.items():
