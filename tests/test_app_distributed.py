@@ -98,6 +98,13 @@ def test_two_processes_train_the_seeds_of_one_and_resume_it(tmp_path, capsys):
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     assert RunDir.open(two).read_json("status.json")["status"] == "finished"
 
+    # Process 0 refuses the existing run directory; process 1 hears of it instead of waiting.
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in two.iterdir())
+    p0, p1 = _launch_pair([*SMALL, "--total-steps", "1600", "--run-dir", str(two)])
+    assert (p0.returncode, p1.returncode) == (2, 2), p0.stderr + p1.stderr
+    assert "already exists" in p0.stderr and "another process could not start" in p1.stderr
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in two.iterdir()) == before
+
     # Resuming: process 0's checkpoint holds every seed; each process restores its own share.
     p0, p1 = _launch_pair(["--resume", str(two), "--total-steps", "2400"])
     assert p0.returncode == 0 and p1.returncode == 0, p0.stderr + p1.stderr
