@@ -29,6 +29,7 @@ from reinforce_jax.errors import ConfigError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from reinforce_jax.app.distributed import Processes
     from reinforce_jax.app.rundir import RunDir
 
 __all__ = ["Metrics", "Run", "evaluate_seeds", "load_run", "pretrained", "train"]
@@ -42,6 +43,7 @@ def train(
     run_dir: str | Path | None = None,
     quiet: bool = False,
     track: bool = False,
+    processes: Processes | None = None,
     **config_overrides: Any,
 ) -> Run:
     """Train a policy into a new run directory and return it as a :class:`Run`.
@@ -52,6 +54,10 @@ def train(
     never overwritten. Console lines go to stdout (``quiet`` keeps only the closing summary); a
     progress bar shows on a terminal or in Jupyter. Impossible settings raise
     :class:`ConfigError` before anything is written.
+
+    ``processes`` joins several processes (:mod:`reinforce_jax.app.distributed`) that share the
+    seeds; process 0 writes ``run_dir`` and the others return a :class:`Run` of the same path.
+    Calling ``jax.distributed.initialize()`` before ``train`` does the same.
     """
     from reinforce_jax.app.cli import enable_compilation_cache
     from reinforce_jax.app.session import run_training
@@ -63,9 +69,17 @@ def train(
         print(notice, file=sys.stderr)
     cfg = make_config(env_id, preset, {**config_overrides, "seed": seed})
     spec = env_spec(env_id, cfg.env_args)
+    if processes is not None:  # refused before joining: a lone process then need not wait
+        from reinforce_jax.app.distributed import initialize
+        from reinforce_jax.trainers.distributed import check_processes
+
+        check_processes(cfg, spec, processes.num_processes)
+        initialize(processes)
     enable_compilation_cache()
     run = run_training(cfg, spec, run_dir, quiet=quiet, track=track)
-    return Run(run.config(), path=run.path)
+    # Only process 0 wrote config.json; the others know the config they trained.
+    saved = run.config() if (run.path / "config.json").is_file() else cfg
+    return Run(saved, path=run.path)
 
 
 def sweep(

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reinforce_jax.app.distributed import add_distributed_args, processes_from_args
 from reinforce_jax.config import FIELDS, PRESETS, ConfigError, load_config_file
 
 EXIT_USAGE = 2
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list every setting --set and --config accept, with its meaning and "
                    "default, and exit")  # fmt: skip
     t.add_argument("--track", action="store_true", help="also log to Weights & Biases")
+    add_distributed_args(t)
 
     w = sub.add_parser(
         "sweep",
@@ -242,6 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from reinforce_jax.app.session import run_training
     from reinforce_jax.envs.registry import env_spec
 
+    processes = processes_from_args(args)
     if args.resume is not None:
         if not args.resume.strip():
             raise ConfigError("--resume needs a run directory, got an empty string")
@@ -265,9 +268,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             # Keep the learning dynamics of the steps already run: the decay keeps its horizon.
             horizon = cfg.lr_decay_steps or cfg.total_steps
             cfg = cfg.replace(total_steps=args.total_steps, lr_decay_steps=horizon)
+        spec = env_spec(cfg.env_id, cfg.env_args)
+        if processes is not None:  # refused before joining: a lone process then need not wait
+            from reinforce_jax.app.distributed import initialize
+            from reinforce_jax.trainers.distributed import check_processes
+
+            check_processes(cfg, spec, processes.num_processes)
+            initialize(processes)
         enable_compilation_cache()
         try:
-            run_training(cfg, env_spec(cfg.env_id, cfg.env_args), args.resume, quiet=args.quiet,
+            run_training(cfg, spec, args.resume, quiet=args.quiet,
                          resume=True, track=args.track, extend=extend)  # fmt: skip
         except KeyboardInterrupt as e:
             return 128 + getattr(e, "signum", 2)  # checkpointed; the session said how to resume
@@ -278,7 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     env_id, preset, overrides = overrides_from_args(args)
     try:  # the Python API: resolves the id, builds and checks the config, trains
         train(env_id, preset=preset, run_dir=args.run_dir, quiet=args.quiet, track=args.track,
-              **overrides)  # fmt: skip
+              processes=processes, **overrides)  # fmt: skip
     except KeyboardInterrupt as e:
         return 128 + getattr(e, "signum", 2)  # the session saved a checkpoint, said how to resume
     return 0

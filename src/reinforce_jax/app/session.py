@@ -18,12 +18,14 @@ import jax
 import numpy as np
 
 from reinforce_jax.app import signals
+from reinforce_jax.app.distributed import agreeing, is_lead
 from reinforce_jax.app.rundir import RunDir, RunError, default_run_name
 from reinforce_jax.app.sinks import EVAL_NAMES, TRAIN_NAMES, make_sinks
 from reinforce_jax.config import Config
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.trainers import build_trainer
+from reinforce_jax.trainers.distributed import seed_split
 from reinforce_jax.trainers.events import Checkpoint, Done, EvalRows, TrainRows
 
 
@@ -164,57 +166,84 @@ def run_training(
     cfg = cfg.replace(trainer=trainer.name)
     resume_from: Checkpoint | None = None
     counts: dict[str, Any] = {"train_rows": 0, "eval_rows": 0, "wall_time": 0.0}
-    if resume:
-        run = RunDir.open(run_dir)
-        run.lock()
-        status = (
-            run.read_json("status.json").get("status")
-            if (run.path / "status.json").exists()
-            else None
-        )
-        if status == "finished" and not extend:
-            run.unlock()
-            raise RunError(
-                f"run {run.path} has already finished; nothing to resume "
-                "(give --total-steps to extend it)"
+    # With several processes (jax.distributed) process 0 alone writes; the others only read a
+    # checkpoint to resume from and take part in the trainer's gathers.
+    lead = is_lead()
+    with agreeing():
+        if resume:
+            run = RunDir.open(run_dir)
+            if lead:
+                run.lock()
+            status = (
+                run.read_json("status.json").get("status")
+                if (run.path / "status.json").exists()
+                else None
             )
+            if status == "finished" and not extend:
+                run.unlock()
+                raise RunError(
+                    f"run {run.path} has already finished; nothing to resume "
+                    "(give --total-steps to extend it)"
+                )
+            try:
+                saved = run.load_checkpoint()
+                if saved is not None:
+                    counts = _checked_counts(run, saved)
+                    resume_from = Checkpoint(saved["evaluations"], saved["state"],
+                                             saved["trainer"])  # fmt: skip
+                    if not isinstance(resume_from.meta, dict):
+                        raise RunError(f"checkpoint {run.path / 'checkpoint.msgpack'} is corrupt")
+                    trainer.check_resume(resume_from)
+            except BaseException:
+                run.unlock()
+                raise
+            path = run.path
+            events = trainer.run(resume_from)
+
+            def begin() -> None:  # once the trainer has accepted the checkpoint
+                run.remove_stale_temp_files()
+                run.truncate_jsonl("train.jsonl", counts["train_rows"])
+                run.truncate_jsonl("eval.jsonl", counts["eval_rows"])
+                if extend:  # the run's saved settings now hold the larger budget
+                    saved = run.read_json("config.json")
+                    run.write_json("config.json", {**saved, "config": cfg.to_dict()})
+                run.set_status("running")
+        else:
+            events = trainer.run()
+            path = Path(run_dir) if run_dir else Path("runs") / default_run_name(cfg)
+            if lead:
+                run = RunDir.create(path, cfg, spec.facts(),
+                                    {"unit": trainer.unit, "curve_window": trainer.curve_window})  # fmt: skip
+            else:
+                run = RunDir(path)
+
+            def begin() -> None:
+                pass
+
+    if not lead:
         try:
-            saved = run.load_checkpoint()
-            if saved is not None:
-                counts = _checked_counts(run, saved)
-                resume_from = Checkpoint(saved["evaluations"], saved["state"], saved["trainer"])
-                if not isinstance(resume_from.meta, dict):
-                    raise RunError(f"checkpoint {run.path / 'checkpoint.msgpack'} is corrupt")
-                trainer.check_resume(resume_from)
-        except BaseException:
+            with signals.stop_requests():
+                _follow(events, cfg, path, say)
+        finally:
             run.unlock()
-            raise
-        path = run.path
-        events = trainer.run(resume_from)
-
-        def begin() -> None:  # once the trainer has accepted the checkpoint
-            run.remove_stale_temp_files()
-            run.truncate_jsonl("train.jsonl", counts["train_rows"])
-            run.truncate_jsonl("eval.jsonl", counts["eval_rows"])
-            if extend:  # the run's saved settings now hold the larger budget
-                saved = run.read_json("config.json")
-                run.write_json("config.json", {**saved, "config": cfg.to_dict()})
-            run.set_status("running")
-    else:
-        events = trainer.run()
-        path = Path(run_dir) if run_dir else Path("runs") / default_run_name(cfg)
-        run = RunDir.create(path, cfg, spec.facts(),
-                            {"unit": trainer.unit, "curve_window": trainer.curve_window})  # fmt: skip
-
-        def begin() -> None:
-            pass
-
+        return run
     try:
         with signals.stop_requests():
             return _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet,
                            track, resume)  # fmt: skip
     finally:
         run.unlock()
+
+
+def _follow(events: Any, cfg: Config, path: Path, say: Any) -> None:
+    """A process other than 0: train this process's seeds, write nothing (process 0 records)."""
+    split = seed_split(cfg.num_seeds)
+    say(f"process {jax.process_index()} of {split.processes}: training seeds "
+        f"{cfg.seed + split.start}..{cfg.seed + split.stop - 1}; process 0 records every seed "
+        f"in {path}")  # fmt: skip
+    for _ in events:
+        if signals.requested() is not None:
+            raise Stopped(signals.requested())
 
 
 def _checked_counts(run: RunDir, saved: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +275,9 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
     path = run.path
     verb = "Resuming" if resume else "Training"
     say(f"{verb} {cfg.env_id} with the {trainer.name} trainer (preset {cfg.preset}, seed {cfg.seed}"
-        + (f", {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else "") + f") -> {path}")  # fmt: skip
+        + (f", {cfg.num_seeds} seeds" if cfg.num_seeds > 1 else "")
+        + (f", {jax.process_count()} processes" if jax.process_count() > 1 else "")
+        + f") -> {path}")  # fmt: skip
     say(describe_settings(cfg, spec))
     budget = getattr(trainer, "env_steps_budget", None)
     if budget is not None and budget != cfg.total_steps:

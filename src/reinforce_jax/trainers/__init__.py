@@ -75,6 +75,12 @@ def build_trainer(cfg: Config, spec: EnvSpec) -> Trainer:
     name = resolve_trainer(cfg, spec)
     if name not in TRAINERS:
         raise ConfigError(f"unknown trainer {name!r}; choose one of: {', '.join(TRAINERS)}")
+    if name != "compiled":
+        import jax
+
+        if jax.distributed.is_initialized() and jax.process_count() > 1:
+            raise ConfigError(f"several processes need the compiled trainer; this run uses the "
+                              f"{name} trainer")  # fmt: skip
     return TRAINERS[name](cfg.replace(trainer=name), spec)
 
 

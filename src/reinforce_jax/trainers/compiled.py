@@ -4,7 +4,8 @@ Shaped after PureJaxRL's ``make_train``: :func:`make_compiled_program` returns p
 ``chunk(state)`` runs ``cfg.eval_every`` updates with ``lax.scan`` and then evaluates, all inside one
 ``jax.jit``. Python runs only between chunks (logging, checkpoints, the solve check). Seeds are a
 leading ``vmap`` axis; with several devices that axis is sharded (``NamedSharding``), so the same
-code runs on one CPU, several GPUs, or several hosts after ``jax.distributed.initialize()``.
+code runs on one CPU or several GPUs. With several processes (``jax.distributed``) each trains its
+share of the seeds (:mod:`~reinforce_jax.trainers.distributed`) and every process sees all rows.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from reinforce_jax.networks import update_obs_stats
 from reinforce_jax.rollout.functional import make_jax_rollout
 from reinforce_jax.rollout.trajectory import episode_stats, to_batch
 from reinforce_jax.trainers.common import Agent, build_agent, init_learner
+from reinforce_jax.trainers.distributed import check_split, seed_split
 from reinforce_jax.trainers.events import (
     Checkpoint,
     Done,
@@ -138,13 +140,14 @@ def seed_keys(cfg: Config) -> jax.Array:
 
 
 def shard_seeds(tree: Any) -> Any:
-    """Place the leading (seed) axis across all devices when it divides evenly; else leave as is.
+    """Place the leading (seed) axis across this process's devices when it divides evenly; else
+    leave as is.
 
     jit then partitions the whole vmapped program along that axis (GSPMD); each device trains its
-    own seeds, so results equal the unsharded run's. On several hosts call
-    ``jax.distributed.initialize()`` first: ``jax.devices()`` then spans all of them.
+    own seeds, so results equal the unsharded run's. With several processes each shards only its
+    own share of the seeds (:func:`~reinforce_jax.trainers.distributed.seed_split`).
     """
-    devices = jax.devices()
+    devices = jax.local_devices()
     leading = jax.tree.leaves(tree)[0].shape[0]
     if len(devices) < 2 or leading % len(devices):
         return tree
@@ -165,6 +168,7 @@ def check(cfg: Config, spec: EnvSpec) -> None:
             f"{spec.env_id} has no JAX implementation, so the compiled trainer cannot run it; "
             "the host trainer can"
         )
+    check_split(cfg.num_seeds, jax.process_count())
 
 
 class CompiledTrainer:
@@ -215,13 +219,14 @@ class CompiledTrainer:
         cfg, program = self.cfg, self.program
         threshold = self.spec.solve_threshold
         start = time.perf_counter()
+        split = seed_split(len(self.rows))  # this process's rows (all, in a single process)
         keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([r["seed"] for r in self.rows]))
         hyper = {k: jnp.asarray(v, jnp.float32) for k, v in self.hyper.items()}
-        state = program.init(keys, hyper)
+        state = program.init(split.take(keys), split.take(hyper))
         first_chunk = 0
         solved_at: dict[str, dict[str, Any]] = {}
         if resume is not None:
-            state = restore_state(state, resume.state)
+            state = restore_state(state, split.take(resume.state))
             first_chunk = resume.evaluations
             solved_at = dict(resume.meta.get("solved_at", {}))
         state = shard_seeds(state)
@@ -234,7 +239,7 @@ class CompiledTrainer:
         )
         for chunk in chunks:
             state, metrics = program.chunk(state)
-            metrics = jax.device_get(metrics)
+            metrics = split.gather(metrics)  # every seed's, on every process
             wall = time.perf_counter() - start
             eval_returns = np.asarray(metrics.pop("eval_returns"))  # [S, E]
             updates = int(state.learner.step[0])
@@ -258,14 +263,14 @@ class CompiledTrainer:
                 if row["solved"] and key not in solved_at:
                     solved_at[key] = row
             # Host copies: the next chunk donates (frees) the device buffers.
-            host_state = jax.device_get(state)
+            host_state = split.gather(state)
             yield EvalRows(evals, host_state.learner.params)
             yield Checkpoint(chunk + 1, flatten_state(host_state), {"solved_at": solved_at})
             if all_solved():
                 break
         if all_solved():
             stop_reason = "every seed met the solve check (stop_when_solved)"
-        params = jax.device_get(state.learner.params)
+        params = split.gather(state.learner.params)
         env_steps = int(np.asarray(state.learner.step).reshape(-1)[0]) * program.steps_per_update
         yield Done(params, env_steps, solved_at, stop_reason=stop_reason)
 
