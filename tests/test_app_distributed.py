@@ -4,6 +4,7 @@ seeds; process 0 alone writes; bad flags are one line and exit 2 before anything
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -30,8 +31,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_pair(args: list[str]) -> list[subprocess.CompletedProcess]:
-    """``reinforce train ARGS`` as processes 0 and 1 of two, on this machine's CPU."""
+def _launch_pair(args: list[str], command: str = "train") -> list[subprocess.CompletedProcess]:
+    """``reinforce COMMAND ARGS`` as processes 0 and 1 of two, on this machine's CPU."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device each
     src = str(Path(reinforce_jax.__file__).parents[1])  # the package under test
     env.update(JAX_PLATFORMS="cpu", REINFORCE_JAX_CACHE="off",
@@ -39,7 +40,7 @@ def _launch_pair(args: list[str]) -> list[subprocess.CompletedProcess]:
     flags = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "reinforce_jax", "train", *args, *flags, "--process-id", str(i)],
+            [sys.executable, "-m", "reinforce_jax", command, *args, *flags, "--process-id", str(i)],
             env=env,
             stdout=PIPE,
             stderr=PIPE,
@@ -197,3 +198,32 @@ def test_processes_come_from_the_flags_or_from_srun():
     assert processes_from_args(_args(), {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "8"}) is None
     assert processes_from_args(_args(), {**srun, "SLURM_STEP_NUM_TASKS": "1"}) is None
     assert processes_from_args(flags, srun) == Processes("node1:1234", 4, 3)  # flags win
+
+
+def test_two_processes_sweep_as_one(tmp_path):
+    # 2 configurations x 2 seeds: each process trains 2 of the 4 runs (a batch of 2, as above).
+    args = ["--env", "CartPole-v1", "--grid", "learning_rate=0.01,0.03", "--num-seeds", "2",
+            "--set", "num_envs=4", "--set", "rollout_steps=100", "--set", "eval_every=2",
+            "--set", "eval_episodes=8", "--total-steps", "1600", "--quiet"]  # fmt: skip
+    two, one = tmp_path / "two", tmp_path / "one"
+    p0, p1 = _launch_pair([*args, "--run-dir", str(two)], command="sweep")
+    assert (p0.returncode, p1.returncode) == (0, 0), p0.stderr + p1.stderr
+    assert "process 0 writes" in p1.stdout and "final IQM" in p0.stdout
+    assert main(["sweep", *args, "--run-dir", str(one)]) == 0
+    strip = lambda d: [{k: v for k, v in json.loads(x).items() if k != "wall_time"}  # noqa: E731
+                       for x in (d / "eval.jsonl").read_text().splitlines()]  # fmt: skip
+    assert strip(two) == strip(one)
+    assert sorted({(r["config"], r["seed"]) for r in strip(two)}) == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    ]
+
+
+def test_a_sweep_that_processes_cannot_share_is_refused_before_joining(tmp_path, capsys):
+    code = main(["sweep", "--grid", "learning_rate=0.01,0.03,0.1", "--num-seeds", "1",
+                 "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0",
+                 "--run-dir", str(tmp_path / "sw")])  # fmt: skip
+    assert code == 2 and "cannot be split evenly" in capsys.readouterr().err
+    assert not (tmp_path / "sw").exists()

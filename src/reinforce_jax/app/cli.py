@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a base setting every configuration shares")  # fmt: skip
     w.add_argument("--quiet", action="store_true", help="print only the final table")
     w.set_defaults(trainer=None, env_arg=[])
+    add_distributed_args(w)
 
     e = sub.add_parser("evaluate", help="evaluate a run's or a shipped policy")
     _policy_source(e)
@@ -298,12 +299,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from reinforce_jax.app.sweep import parse_grid, run_sweep
     from reinforce_jax.envs.registry import resolve_env_id
 
+    processes = processes_from_args(args)
     grid = parse_grid(args.grid, _parse_value)
     env_id, preset, overrides = overrides_from_args(args)
     overrides.setdefault("num_seeds", 8)
     env_id, notice = resolve_env_id(env_id)
     if notice:
         print(notice, file=sys.stderr)
+    if processes is not None:  # refused before joining: a lone process then need not wait
+        from reinforce_jax.app.distributed import initialize
+        from reinforce_jax.trainers.distributed import check_split
+        from reinforce_jax.trainers.sweep import plan_sweep
+
+        plan = plan_sweep(env_id, preset, overrides, grid)
+        for group in plan.groups:
+            check_split(len(group.config_ids) * len(plan.seeds), processes.num_processes,
+                        "runs (configurations x seeds) of a program")  # fmt: skip
+        initialize(processes)
     enable_compilation_cache()
     try:
         run_sweep(env_id, preset, overrides, grid, args.run_dir, quiet=args.quiet)

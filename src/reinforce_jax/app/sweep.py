@@ -86,6 +86,7 @@ def run_sweep(
 
     Every configuration and the directory are checked before anything is written.
     """
+    from reinforce_jax.app.distributed import agreeing, is_lead
     from reinforce_jax.envs.registry import env_spec
     from reinforce_jax.trainers.events import EvalRows
     from reinforce_jax.trainers.sweep import build_sweep, plan_sweep
@@ -95,13 +96,12 @@ def run_sweep(
     spec = env_spec(env_id, plan.configs[0].env_args)
     trainers = build_sweep(plan, spec)
     path = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(env_id)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RunError(f"sweep directory {path} already exists and is not empty; "
-                       "nothing was overwritten")  # fmt: skip
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunError(f"cannot create sweep directory {path}: {e.strerror}") from None
+    # With several processes (jax.distributed) every one trains its share of each program's
+    # runs and sees all rows; process 0 alone writes and prints.
+    lead = is_lead()
+    with agreeing():
+        if lead:
+            _create(path)
     rows = len(plan.configs) * len(plan.seeds)
     meta = {
         "env_id": env_id,
@@ -116,6 +116,10 @@ def run_sweep(
         "threshold": spec.solve_threshold,
         "status": "running",
     }
+    if not lead:
+        print(f"process of a sweep: training a share of its runs; process 0 writes {path}",
+              file=out, flush=True)  # fmt: skip
+        return _follow(trainers)
     atomic_write(path / "sweep.json", json.dumps(_jsonable(meta), indent=2))
     say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=out, flush=True))  # noqa: E731
     say(f"sweep of {len(plan.configs)} configurations x {len(plan.seeds)} seeds on {env_id} "
@@ -167,6 +171,24 @@ class SweepStopped(KeyboardInterrupt):
     """A stop signal ended the sweep early; ``signum`` says which."""
 
     signum: int = 2
+
+
+def _create(path: Path) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunError(f"sweep directory {path} already exists and is not empty; "
+                       "nothing was overwritten")  # fmt: skip
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot create sweep directory {path}: {e.strerror}") from None
+
+
+def _follow(trainers: list[Any]) -> dict[str, Any]:
+    """A non-lead process: train its share in step with the others, write nothing."""
+    for trainer in trainers:
+        for _ in trainer.run():
+            pass
+    return {}
 
 
 def _append(path: Path, rows: list[dict[str, Any]]) -> None:
