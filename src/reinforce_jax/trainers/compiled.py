@@ -39,6 +39,7 @@ from reinforce_jax.trainers.events import (
     flatten_state,
     restore_state,
 )
+from reinforce_jax.trainers.export_cache import cached_jit, program_key
 
 # XLA options for programs that run once, where compile time is all that matters.
 RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -100,8 +101,8 @@ def make_compiled_program(cfg: Config, env: FunctionalEnv) -> CompiledProgram:
 
     return CompiledProgram(
         # init runs once: optimising its code costs more compile time (~0.6 s) than it saves.
-        init=jax.jit(jax.vmap(init), compiler_options=RUN_ONCE),
-        chunk=jax.jit(jax.vmap(chunk_one), donate_argnums=0),
+        init=cached_jit(jax.vmap(init), "init", program_key(cfg, env), compiler_options=RUN_ONCE),
+        chunk=cached_jit(jax.vmap(chunk_one), "chunk", program_key(cfg, env), donate_argnums=0),
         evaluate=evaluate,
         agent=agent,
         steps_per_update=steps_per_update,
