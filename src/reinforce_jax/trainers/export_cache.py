@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.extend
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def _environment() -> dict[str, Any]:
 
     from reinforce_jax import __version__
 
-    backend = jax.extend.backend.get_backend()
+    device = jax.devices()[0]
     flags = ("jax_enable_x64", "jax_default_prng_impl", "jax_threefry_partitionable",
              "jax_default_matmul_precision", "jax_numpy_dtype_promotion")  # fmt: skip
     return {
@@ -71,7 +70,7 @@ def _environment() -> dict[str, Any]:
         "source": source_hash(),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
-        "backend": [backend.platform, backend.platform_version],
+        "backend": [device.platform, getattr(device.client, "platform_version", "")],
         "devices": [[d.platform, d.device_kind] for d in jax.devices()],
         "flags": {f: str(getattr(jax.config, f, None)) for f in flags},
     }
