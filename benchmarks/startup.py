@@ -2,11 +2,12 @@
 
 Runs the command as a fresh process, cold (an empty compilation cache) and warm (the same cache
 again), several times each, and prints min/median/max of the whole process's wall time beside
-where the seconds go inside the process (imports, tracing, lowering, XLA compile or cache read,
-the learning-curve figure, the rest: training and files), read from JAX's own duration events.
+where the seconds go inside the process, from timers and JAX's own duration events: imports (JAX
+and the command's modules), tracing, lowering, compile (XLA's, or reading JAX's compilation cache),
+curve (drawing curve.png) and other (the rest: later imports, training, files).
 
     python benchmarks/startup.py                   # 5 cold and 5 warm runs
-    python benchmarks/startup.py --runs 3 --json benchmarks/results/startup-2core.json
+    python benchmarks/startup.py --vs /path/to/older/src --json results.json  # side by side
 
 Run it on a quiet machine; on a shared one, compare before and after side by side.
 """
@@ -38,8 +39,7 @@ def profile_child(run_dir: str) -> dict:
     events = {
         "/jax/core/compile/jaxpr_trace_duration": "tracing",
         "/jax/core/compile/jaxpr_to_mlir_module_duration": "lowering",
-        "/jax/core/compile/backend_compile_duration": "compile",
-        "/jax/compilation_cache/cache_retrieval_time_sec": "compile",
+        "/jax/core/compile/backend_compile_duration": "compile",  # or the compile cache's read
     }
 
     def listener(event: str, duration: float, **_: object) -> None:
@@ -65,8 +65,10 @@ def profile_child(run_dir: str) -> dict:
             "in_process": imports + body}  # fmt: skip
 
 
-def run(args: list[str], cache: str) -> tuple[float, str]:
+def run(args: list[str], cache: str, src: str | None) -> tuple[float, str]:
     env = dict(os.environ, REINFORCE_JAX_CACHE=cache)
+    if src:  # another version's source tree first on the path
+        env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     t = time.perf_counter()
     proc = subprocess.run(args, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -80,9 +82,34 @@ def summary(values: list[float]) -> str:
             f"max {max(values):5.2f})")  # fmt: skip
 
 
+def measure(runs: int, src: str | None, tmp: str) -> dict:
+    """Whole-command wall times and in-process phases, cold and warm, for one version."""
+    whole: dict[str, list[float]] = {"cold": [], "warm": []}
+    phases: dict[str, list[dict]] = {"cold": [], "warm": []}
+    command = [sys.executable, "-m", "reinforce_jax", *COMMAND]
+    tag = "base" if src else "this"
+    for _ in range(runs):
+        # The whole command (cold, then warm on its cache), then a profiled pair on another cache.
+        for kind in ("whole", "profiled"):
+            cache = tempfile.mkdtemp(dir=tmp, prefix=f"cache-{tag}-{kind}-")
+            for state in ("cold", "warm"):
+                out = tempfile.mktemp(dir=tmp, prefix=f"run-{tag}-")
+                if kind == "whole":
+                    whole[state].append(run([*command, "--run-dir", out], cache, src)[0])
+                else:
+                    _, stdout = run([sys.executable, __file__, "--child", out], cache, src)
+                    phases[state].append(json.loads(stdout.strip().splitlines()[-1]))
+    return {state: {"whole_s": whole[state],
+                    "phases_s": {n: [p[n] for p in phases[state]] for n in (*PHASES, "in_process")}}
+            for state in ("cold", "warm")}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="cold and warm runs each")
+    parser.add_argument("--vs", metavar="SRC",
+                        help="also measure another version: its source folder (e.g. a checkout's "
+                        "src/), run in turn with this one")  # fmt: skip
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -90,35 +117,32 @@ def main() -> None:
         print(json.dumps(profile_child(args.child)))
         return
 
-    whole: dict[str, list[float]] = {"cold": [], "warm": []}
-    phases: dict[str, list[dict]] = {"cold": [], "warm": []}
-    command = [sys.executable, "-m", "reinforce_jax", *COMMAND]
+    versions = {"this": None, **({"vs": args.vs} if args.vs else {})}
+    results: dict[str, dict] = {name: {} for name in versions}
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.runs):
-            # Whole command (cold, then warm on the same cache), then the profiled pair.
-            for kind, cache in (("whole", f"{tmp}/c{i}"), ("profiled", f"{tmp}/p{i}")):
-                for state in ("cold", "warm"):
-                    out = f"{tmp}/{kind}-{state}-{i}"
-                    if kind == "whole":
-                        wall, _ = run([*command, "--run-dir", out], cache)
-                        whole[state].append(wall)
-                    else:
-                        _, stdout = run([sys.executable, __file__, "--child", out], cache)
-                        phases[state].append(json.loads(stdout.strip().splitlines()[-1]))
+        for _ in range(args.runs):  # versions in turn, so a drift of the machine's speed hits both
+            for name, src in versions.items():
+                one = measure(1, src, tmp)
+                for state, figures in one.items():
+                    merged = results[name].setdefault(state, {"whole_s": [], "phases_s": {}})
+                    merged["whole_s"] += figures["whole_s"]
+                    for n, v in figures["phases_s"].items():
+                        merged["phases_s"].setdefault(n, []).extend(v)
     print(f"reinforce {' '.join(COMMAND)}: {args.runs} runs each, {os.cpu_count()} CPUs")
-    result: dict = {"command": COMMAND, "runs": args.runs, "cpu_count": os.cpu_count()}
-    for state in ("cold", "warm"):
-        print(f"\n{state} ({'empty' if state == 'cold' else 'reused'} compilation cache)")
-        print(f"  whole command      {summary(whole[state])}")
-        print("  in-process, by phase (a second set of runs, timers on):")
-        for name in (*PHASES, "in_process"):
-            print(f"    {name:16} {summary([p[name] for p in phases[state]])}")
-        result[state] = {"whole_s": whole[state],
-                         "phases_s": {n: [p[n] for p in phases[state]]
-                                      for n in (*PHASES, "in_process")}}  # fmt: skip
+    for name, src in versions.items():
+        print(f"\n== {name}" + (f" ({src})" if src else ""))
+        for state in ("cold", "warm"):
+            r = results[name][state]
+            print(f"{state} ({'empty' if state == 'cold' else 'reused'} compilation cache)")
+            print(f"  whole command      {summary(r['whole_s'])}")
+            print("  in-process, by phase (a second set of runs, timers on):")
+            for n in (*PHASES, "in_process"):
+                print(f"    {n:16} {summary(r['phases_s'][n])}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+            json.dump({"command": COMMAND, "runs": args.runs, "cpu_count": os.cpu_count(),
+                       "versions": {n: {"src": s, **results[n]} for n, s in versions.items()}},
+                      f, indent=1)  # fmt: skip
 
 
 if __name__ == "__main__":

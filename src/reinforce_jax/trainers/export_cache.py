@@ -18,6 +18,7 @@ error falls back to plain ``jax.jit``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -25,7 +26,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,25 @@ def load_or_export(fun: Callable[..., Any], path: Path, args: Sequence[Any]) -> 
     return exported
 
 
+@contextlib.contextmanager
+def _without_lapack(exported: jax.export.Exported) -> Iterator[None]:
+    """Calling an exported CPU program initialises LAPACK, which imports scipy.linalg (0.3 s of a
+    warm start); a program without LAPACK calls needs none of it (plain jit would not do it). If
+    JAX's internals differ, nothing is skipped; a wrongly skipped LAPACK would fail the compile
+    and fall back to jit."""
+    from jax._src.lax import linalg
+
+    if b"lapack" in exported.mlir_module_serialized or not hasattr(linalg, "initialize_lapack"):
+        yield
+        return
+    initialize = linalg.initialize_lapack
+    linalg.initialize_lapack = lambda: None
+    try:
+        yield
+    finally:
+        linalg.initialize_lapack = initialize
+
+
 class CachedJit:
     """A ``jax.jit(fun, donate_argnums, compiler_options)`` whose traced program outlives the
     process (see the module's docstring). Call it as the jitted function."""
@@ -229,7 +249,8 @@ class CachedJit:
             jitted = jax.jit(program, donate_argnums=self.donate_argnums,
                              compiler_options=self.compiler_options)  # fmt: skip
             # Lowered and compiled here, before any buffer is donated: a failure can fall back.
-            return jitted.lower(*args).compile()
+            with _without_lapack(exported):
+                return jitted.lower(*args).compile()
         except Exception as e:
             log.debug("exported program %s unusable, using jax.jit: %s", self.name, e)
             return self.plain
