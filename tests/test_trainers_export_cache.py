@@ -45,6 +45,9 @@ def run_chunks(cfg, chunks=2):
     for _ in range(chunks):
         state, metrics = program.chunk(state)  # donates the previous state
         out.append(jax.device_get((state, metrics)))
+    # As a resumed run does: the state rebuilt from host copies.
+    state, metrics = program.chunk(jax.tree.map(jnp.asarray, out[-1][0]))
+    out.append(jax.device_get((state, metrics)))
     return out
 
 
@@ -136,3 +139,22 @@ def test_an_unusable_program_falls_back_to_jit(cache_dir, monkeypatch):
     monkeypatch.setattr(jax.export, "export", broken)
     x, y = jnp.arange(3.0), jnp.ones((2, 2))
     assert_identical(cached_jit(Traced(2.0), "toy", {})(x, y), jax.jit(Traced(2.0))(x, y))
+
+
+def test_a_fed_program_is_prepared_from_the_feeders_output_types(cache_dir):
+    class Step:
+        traces = 0
+
+        def __call__(self, state):
+            self.traces += 1
+            return {"x": state["x"] * 2.0, "n": state["n"] + 1}
+
+    second = Step()
+    chunk = cached_jit(second, "second", {})
+    init = cached_jit(lambda x: {"x": jnp.cos(x), "n": jnp.zeros((), jnp.int32)}, "first", {},
+                      feeds=chunk)  # fmt: skip
+    state = init(jnp.arange(4.0))
+    prepared = chunk.programs[export_cache.signature((state,))].result()  # waits for the thread
+    assert prepared is not chunk.plain and second.traces == 1
+    assert_identical(chunk(state), jax.jit(Step())(state))
+    assert second.traces == 1  # the call used the program prepared in the background

@@ -138,16 +138,16 @@ PRELOAD = ("tensorboardX", "matplotlib.figure", "matplotlib.backends.backend_agg
 
 
 def preload_in_background(modules: tuple[str, ...] = PRELOAD) -> threading.Thread:
-    """Import ``modules`` in a daemon thread, while JAX compiles and trains without holding the
-    GIL; the later imports then find them loaded (or wait for them). Failures are left to those
-    imports to report."""
+    """Import ``modules`` in a thread, while JAX compiles and trains without holding the GIL; the
+    later imports then find them loaded (or wait for them). Failures are left to those imports to
+    report. Not a daemon: the interpreter never shuts down in the middle of an import."""
 
     def load() -> None:
         for name in modules:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
 
-    thread = threading.Thread(target=load, name="reinforce-jax-preload", daemon=True)
+    thread = threading.Thread(target=load, name="reinforce-jax-preload")
     thread.start()
     return thread
 

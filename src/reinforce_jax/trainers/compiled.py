@@ -100,10 +100,11 @@ def make_compiled_program(cfg: Config, env: FunctionalEnv) -> CompiledProgram:
         return state._replace(key=key), metrics
 
     key = program_key(cfg, env)  # the export cache's key: the settings that shape both programs
+    chunk = cached_jit(jax.vmap(chunk_one), "chunk", key, donate_argnums=0)
     return CompiledProgram(
         # init runs once: optimising its code costs more compile time (~0.6 s) than it saves.
-        init=cached_jit(jax.vmap(init), "init", key, compiler_options=RUN_ONCE),
-        chunk=cached_jit(jax.vmap(chunk_one), "chunk", key, donate_argnums=0),
+        init=cached_jit(jax.vmap(init), "init", key, compiler_options=RUN_ONCE, feeds=chunk),
+        chunk=chunk,
         evaluate=evaluate,
         agent=agent,
         steps_per_update=steps_per_update,

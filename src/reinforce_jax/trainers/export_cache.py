@@ -26,7 +26,9 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,16 @@ def _environment() -> dict[str, Any]:
     }
 
 
+def _type(x: Any) -> tuple[tuple[int, ...], str, bool]:
+    a = x if isinstance(x, jax.ShapeDtypeStruct) else jax.typeof(x)
+    return tuple(a.shape), str(a.dtype), bool(a.weak_type)
+
+
 def signature(args: Sequence[Any]) -> str:
-    """The arguments' tree and abstract types (shape, dtype, weak type): what jit retraces on."""
+    """The arguments' tree and abstract types (shape, dtype, weak type): what jit retraces on.
+    Arrays and ``jax.ShapeDtypeStruct`` of the same type give the same signature."""
     leaves, tree = jax.tree.flatten(tuple(args))
-    types = [(tuple(a.shape), str(a.dtype), bool(a.weak_type)) for a in map(jax.typeof, leaves)]
-    return json.dumps([str(tree), types])
+    return json.dumps([str(tree), [_type(x) for x in leaves]])
 
 
 def cache_key(name: str, key: Any, args: Sequence[Any], donate_argnums: tuple[int, ...],
@@ -172,8 +179,8 @@ def load_or_export(fun: Callable[..., Any], path: Path, args: Sequence[Any]) -> 
             for name in json.loads(names):
                 _register(_named_tuple(name))
             exported = jax.export.deserialize(bytearray(blob))
-            types = [(a.shape, a.dtype) for a in map(jax.typeof, jax.tree.leaves(args))]
-            same_types = [(a.shape, a.dtype) for a in exported.in_avals] == types
+            types = [_type(x)[:2] for x in jax.tree.leaves(args)]
+            same_types = [(tuple(a.shape), str(a.dtype)) for a in exported.in_avals] == types
             if exported.in_tree == jax.tree.structure((tuple(args), {})) and same_types:
                 return exported
         except Exception as e:  # a file from another version, or damaged: export anew
@@ -189,6 +196,9 @@ def load_or_export(fun: Callable[..., Any], path: Path, args: Sequence[Any]) -> 
     return exported
 
 
+_lapack_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def _without_lapack(exported: jax.export.Exported) -> Iterator[None]:
     """Calling an exported CPU program initialises LAPACK, which imports scipy.linalg (0.3 s of a
@@ -200,47 +210,78 @@ def _without_lapack(exported: jax.export.Exported) -> Iterator[None]:
     if b"lapack" in exported.mlir_module_serialized or not hasattr(linalg, "initialize_lapack"):
         yield
         return
-    initialize = linalg.initialize_lapack
-    linalg.initialize_lapack = lambda: None
-    try:
-        yield
-    finally:
-        linalg.initialize_lapack = initialize
+    with _lapack_lock:  # two programs lowering at once must restore the real function
+        initialize = linalg.initialize_lapack
+        linalg.initialize_lapack = lambda: None
+        try:
+            yield
+        finally:
+            linalg.initialize_lapack = initialize
 
 
 class CachedJit:
     """A ``jax.jit(fun, donate_argnums, compiler_options)`` whose traced program outlives the
-    process (see the module's docstring). Call it as the jitted function."""
+    process (see the module's docstring). Call it as the jitted function.
+
+    ``feeds``: the program that takes this one's output as its only argument (the compiled
+    trainer's init feeds its chunk). Once this program's output types are known (from its export,
+    before XLA compiles it), that one is prepared in a thread: its tracing overlaps this one's XLA
+    compile and both compile at once.
+    """
 
     def __init__(self, fun: Callable[..., Any], name: str, key: Any, *,
                  donate_argnums: int | tuple[int, ...] = (),
-                 compiler_options: dict[str, Any] | None = None):  # fmt: skip
-        self.fun, self.name, self.key = fun, name, key
+                 compiler_options: dict[str, Any] | None = None,
+                 feeds: CachedJit | None = None):  # fmt: skip
+        self.fun, self.name, self.key, self.feeds = fun, name, key, feeds
         self.donate_argnums = (
             (donate_argnums,) if isinstance(donate_argnums, int) else tuple(donate_argnums)
         )
         self.compiler_options = compiler_options
         self.plain = jax.jit(fun, donate_argnums=self.donate_argnums,
                              compiler_options=compiler_options)  # fmt: skip
-        self.programs: dict[str, Callable[..., Any]] = {}  # signature -> compiled program
+        self.programs: dict[str, Future] = {}  # signature -> the compiled program, once ready
 
     def __call__(self, *args: Any) -> Any:
         if _directory is None or len(jax.devices()) != 1:
             return self.plain(*args)
         sig = signature(args)
-        program = self.programs.get(sig)
-        if program is None:
-            program = self.programs[sig] = self._prepare(_directory, args)
-        return program(*args)
+        if sig not in self.programs:
+            self.programs[sig] = Future()
+            self.programs[sig].set_result(self._prepare(_directory, args))
+        return self.programs[sig].result()(*args)
 
     def lower(self, *args: Any) -> Any:
         """Plain ``jax.jit``'s lowering (``.compile()`` it for an ahead-of-time program)."""
         return self.plain.lower(*args)
 
+    def prepare_in_background(self, where: Path, args: Sequence[Any]) -> None:
+        """Start preparing the program for ``args`` (``jax.ShapeDtypeStruct`` leaves) in a thread.
+
+        Not a daemon: a process never exits while XLA compiles in it."""
+        sig = signature(args)
+        if sig in self.programs:
+            return
+        future = self.programs[sig] = Future()
+
+        def work() -> None:
+            try:
+                future.set_result(self._prepare(where, args))
+            except BaseException:
+                future.set_result(self.plain)
+
+        threading.Thread(target=work, name=f"reinforce-jax-{self.name}").start()
+
     def _prepare(self, where: Path, args: Sequence[Any]) -> Callable[..., Any]:
         try:
             stem = cache_key(self.name, self.key, args, self.donate_argnums, self.compiler_options)
             exported = load_or_export(self.fun, where / f"{stem}.jaxexport", args)
+            if self.feeds is not None:
+                avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
+                         for a in exported.out_avals]  # fmt: skip
+                self.feeds.prepare_in_background(
+                    where, (jax.tree.unflatten(exported.out_tree, avals),)
+                )
 
             def program(*a: Any) -> Any:
                 return exported.call(*a)
@@ -250,7 +291,8 @@ class CachedJit:
                              compiler_options=self.compiler_options)  # fmt: skip
             # Lowered and compiled here, before any buffer is donated: a failure can fall back.
             with _without_lapack(exported):
-                return jitted.lower(*args).compile()
+                lowered = jitted.lower(*args)
+            return lowered.compile()
         except Exception as e:
             log.debug("exported program %s unusable, using jax.jit: %s", self.name, e)
             return self.plain
@@ -258,11 +300,13 @@ class CachedJit:
 
 def cached_jit(fun: Callable[..., Any], name: str, key: Any, *,
                donate_argnums: int | tuple[int, ...] = (),
-               compiler_options: dict[str, Any] | None = None) -> CachedJit:  # fmt: skip
+               compiler_options: dict[str, Any] | None = None,
+               feeds: CachedJit | None = None) -> CachedJit:  # fmt: skip
     """``jax.jit`` whose program is kept in the export cache; ``key`` is JSON-able and must hold
-    every setting that shapes ``fun`` but is not in its arguments' types."""
+    every setting that shapes ``fun`` but is not in its arguments' types. See :class:`CachedJit`
+    for ``feeds``."""
     return CachedJit(fun, name, key, donate_argnums=donate_argnums,
-                     compiler_options=compiler_options)  # fmt: skip
+                     compiler_options=compiler_options, feeds=feeds)  # fmt: skip
 
 
 # Config fields that never enter a compiled program: runs differing only in these share one.
