@@ -158,3 +158,12 @@ def test_a_fed_program_is_prepared_from_the_feeders_output_types(cache_dir):
     assert prepared is not chunk.plain and second.traces == 1
     assert_identical(chunk(state), jax.jit(Step())(state))
     assert second.traces == 1  # the call used the program prepared in the background
+    # Warm: the stored program is read when called (two cache reads at once gain nothing).
+    again = Step()
+    chunk = cached_jit(again, "second", {})
+    init = cached_jit(lambda x: {"x": jnp.cos(x), "n": jnp.zeros((), jnp.int32)}, "first", {},
+                      feeds=chunk)  # fmt: skip
+    state = init(jnp.arange(4.0))
+    assert chunk.programs == {}
+    assert_identical(chunk(state), jax.jit(Step())(state))
+    assert again.traces == 0

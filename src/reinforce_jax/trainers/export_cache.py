@@ -224,9 +224,9 @@ class CachedJit:
     process (see the module's docstring). Call it as the jitted function.
 
     ``feeds``: the program that takes this one's output as its only argument (the compiled
-    trainer's init feeds its chunk). Once this program's output types are known (from its export,
-    before XLA compiles it), that one is prepared in a thread: its tracing overlaps this one's XLA
-    compile and both compile at once.
+    trainer's init feeds its chunk). On a cold start, once this program's output types are known
+    (from its export, before XLA compiles it), that one is prepared in a thread: its tracing
+    overlaps this one's XLA compile, and both compile at once.
     """
 
     def __init__(self, fun: Callable[..., Any], name: str, key: Any, *,
@@ -258,9 +258,12 @@ class CachedJit:
     def prepare_in_background(self, where: Path, args: Sequence[Any]) -> None:
         """Start preparing the program for ``args`` (``jax.ShapeDtypeStruct`` leaves) in a thread.
 
-        Not a daemon: a process never exits while XLA compiles in it."""
+        Only where the program is not stored yet (a cold start): reading JAX's compilation cache
+        in two threads at once was no faster than one after the other. Not a daemon: a process
+        never exits while XLA compiles in it."""
         sig = signature(args)
-        if sig in self.programs:
+        stem = cache_key(self.name, self.key, args, self.donate_argnums, self.compiler_options)
+        if sig in self.programs or (where / f"{stem}.jaxexport").exists():
             return
         future = self.programs[sig] = Future()
 
