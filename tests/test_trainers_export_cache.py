@@ -167,3 +167,30 @@ def test_a_fed_program_is_prepared_from_the_feeders_output_types(cache_dir):
     assert chunk.programs == {}
     assert_identical(chunk(state), jax.jit(Step())(state))
     assert again.traces == 0
+
+
+SHARED_ENTRY = """
+import sys, jax, jax.numpy as jnp
+from reinforce_jax.trainers import export_cache
+jax.config.update("jax_compilation_cache_dir", sys.argv[1] + "/jax")
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+export_cache.set_directory(sys.argv[1] + "/programs")
+events = []
+jax.monitoring.register_event_listener(lambda e, **_: events.append(e))
+step = export_cache.cached_jit(lambda s: {"x": s["x"] * 2.0}, "second", {})
+first = export_cache.cached_jit(lambda x: {"x": jnp.cos(x)}, "first", {}, feeds=step)
+step(first(jnp.arange(4.0)))
+count = lambda name: events.count("/jax/compilation_cache/" + name)
+print(count("compile_requests_use_cache") - count("cache_hits"))  # compiled, not read
+"""
+
+
+def test_a_program_prepared_ahead_shares_the_compile_cache_entry(tmp_path):
+    # Cold: the second program is prepared ahead from types; warm: at its call, from arrays.
+    import subprocess
+    import sys
+
+    run = lambda: subprocess.run([sys.executable, "-c", SHARED_ENTRY, str(tmp_path)],
+                                 capture_output=True, text=True, check=True).stdout.split()[-1]  # fmt: skip
+    assert run() != "0"
+    assert run() == "0"  # every program read from JAX's compilation cache, none compiled again

@@ -84,6 +84,12 @@ def _type(x: Any) -> tuple[tuple[int, ...], str, bool]:
     return tuple(a.shape), str(a.dtype), bool(a.weak_type)
 
 
+def _abstract(args: Sequence[Any]) -> Any:
+    """``args`` as ``jax.ShapeDtypeStruct`` leaves (shape, dtype, weak type; no placement)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(*_type(x)[:2], weak_type=_type(x)[2]),
+                        tuple(args))  # fmt: skip
+
+
 def signature(args: Sequence[Any]) -> str:
     """The arguments' tree and abstract types (shape, dtype, weak type): what jit retraces on.
     Arrays and ``jax.ShapeDtypeStruct`` of the same type give the same signature."""
@@ -293,8 +299,10 @@ class CachedJit:
             jitted = jax.jit(program, donate_argnums=self.donate_argnums,
                              compiler_options=self.compiler_options)  # fmt: skip
             # Lowered and compiled here, before any buffer is donated: a failure can fall back.
+            # From types alone, so that a program prepared ahead (feeds) and one prepared at its
+            # call lower to the same module and share JAX's compile-cache entry.
             with _without_lapack(exported):
-                lowered = jitted.lower(*args)
+                lowered = jitted.lower(*_abstract(args))
             return lowered.compile()
         except Exception as e:
             log.debug("exported program %s unusable, using jax.jit: %s", self.name, e)
