@@ -4,7 +4,9 @@ Runs the command as a fresh process, cold (an empty compilation cache) and warm 
 again), several times each, and prints min/median/max of the whole process's wall time beside
 where the seconds go inside the process, from timers and JAX's own duration events: imports (JAX
 and the command's modules), tracing, lowering, compile (XLA's, or reading JAX's compilation cache),
-curve (drawing curve.png) and other (the rest: later imports, training, files).
+curve (drawing curve.png) and other (the rest: later imports, training, files). Phases in threads
+overlap (on a cold start the chunk compiles beside init), so their sum can exceed the wall time and
+"other" can be negative.
 
     python benchmarks/startup.py                   # 5 cold and 5 warm runs
     python benchmarks/startup.py --vs /path/to/older/src --json results.json  # side by side
@@ -135,7 +137,7 @@ def main() -> None:
             r = results[name][state]
             print(f"{state} ({'empty' if state == 'cold' else 'reused'} compilation cache)")
             print(f"  whole command      {summary(r['whole_s'])}")
-            print("  in-process, by phase (a second set of runs, timers on):")
+            print("  in-process, by phase (a second set of runs, timers on; threads overlap):")
             for n in (*PHASES, "in_process"):
                 print(f"    {n:16} {summary(r['phases_s'][n])}")
     if args.json:
