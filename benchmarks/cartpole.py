@@ -58,6 +58,11 @@ def solve_compiled(seed: int, num_seeds: int, max_steps: int) -> dict:
 
     import_s = time.perf_counter() - t_import
     enable_compilation_cache()
+    # JAX's compilation cache only: this measures tracing and compiling ahead of time (the whole
+    # command with the trainers' program cache is benchmarks/startup.py).
+    from reinforce_jax.trainers import export_cache
+
+    export_cache.set_directory(None)
     compile_clock = _compile_clock()
     start = time.perf_counter()
     cfg = make_config(

@@ -198,6 +198,22 @@ def test_environment_ids_resolve_as_gymnasium_does():
     assert resolve_env_id("LunarLander-v2")[0] == "LunarLander-v3"
 
 
+def test_jax_native_specs_equal_gymnasiums_without_importing_it():
+    import gymnasium as gym
+
+    from reinforce_jax.envs.registry import JAX_ENVS, env_spec, gym_env_spec, resolve_env_id
+
+    for env_id in JAX_ENVS:  # the ids and facts the start-up fast path knows without gymnasium
+        assert env_id in gym.envs.registry
+        assert resolve_env_id(env_id) == (env_id, None)
+        assert env_spec(env_id) == gym_env_spec(env_id)
+    code = ("import sys; from reinforce_jax.envs.registry import env_spec, resolve_env_id; "
+            "resolve_env_id('CartPole-v1'); env_spec('CartPole-v1'); "
+            "print('gymnasium' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

@@ -224,7 +224,8 @@ def overrides_from_args(args: argparse.Namespace) -> tuple[str, str, dict[str, A
 
 
 def enable_compilation_cache() -> None:
-    """JAX's persistent compilation cache in a user cache directory (REINFORCE_JAX_CACHE=off disables)."""
+    """JAX's persistent compilation cache in a user cache directory (REINFORCE_JAX_CACHE=off disables),
+    with the trainers' exported (traced and lowered) programs beside it in ``programs/``."""
     where = os.environ.get("REINFORCE_JAX_CACHE")
     if where == "off":
         return
@@ -238,6 +239,9 @@ def enable_compilation_cache() -> None:
         return  # a read-only home only costs compile time
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    from reinforce_jax.trainers import export_cache
+
+    export_cache.set_directory(path / "programs")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ from reinforce_jax.trainers.events import (
     flatten_state,
     restore_state,
 )
+from reinforce_jax.trainers.export_cache import cached_jit, program_key
 
 # XLA options for programs that run once, where compile time is all that matters.
 RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -123,10 +124,12 @@ def make_compiled_program(
         metrics["eval_returns"] = evaluate(state.learner.params, eval_key)
         return state._replace(key=key), metrics
 
+    key = program_key(cfg, env)  # the export cache's key: the settings that shape both programs
+    chunk = cached_jit(jax.vmap(chunk_one), "chunk", key, donate_argnums=0)
     return CompiledProgram(
         # init runs once: optimising its code costs more compile time (~0.6 s) than it saves.
-        init=jax.jit(jax.vmap(init), compiler_options=RUN_ONCE),
-        chunk=jax.jit(jax.vmap(chunk_one), donate_argnums=0),
+        init=cached_jit(jax.vmap(init), "init", key, compiler_options=RUN_ONCE, feeds=chunk),
+        chunk=chunk,
         evaluate=evaluate,
         agent=agent,
         steps_per_update=steps_per_update,
