@@ -128,7 +128,7 @@ def main() -> None:
         out["parts"] = parts(args.ks)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for k in args.ks:
+        for k in args.ks if args.runs > 0 else ():
             out["ks"].append(run_k(k, args.runs, tmp))
         if args.sweep:
             walls = []
