@@ -124,7 +124,8 @@ def make_compiled_program(
         metrics["eval_returns"] = evaluate(state.learner.params, eval_key)
         return state._replace(key=key), metrics
 
-    key = program_key(cfg, env)  # the export cache's key: the settings that shape both programs
+    # The export cache's key: the settings that shape both programs, and which are traced.
+    key = {**program_key(cfg, env), "traced": list(traced)}
     chunk = cached_jit(jax.vmap(chunk_one), "chunk", key, donate_argnums=0)
     return CompiledProgram(
         # init runs once: optimising its code costs more compile time (~0.6 s) than it saves.
