@@ -47,6 +47,7 @@ def set_directory(path: str | Path | None) -> None:
 
 
 def directory() -> Path | None:
+    """Where exported programs are kept, or None (plain jit)."""
     return _directory
 
 
