@@ -10,13 +10,13 @@ be ``vmap``-ped); the learner and the policy are ``vmap``-ped over the seeds.
 **Evaluation.** Each evaluation runs ``eval_episodes`` fresh episodes per seed on a second pool
 (greedy by default, reset from the host before the chunk), and stops when all have ended. It is
 *gated*, since 100 episodes of a hovering lander cost as much as 100,000 training steps: every
-chunk first runs a cheap pre-check (20 greedy episodes per seed on a third pool, cut at half the
-time limit), and the full evaluation runs only when some seed's pre-check mean reaches the
-threshold minus 15% (170 for LunarLander's 200). The gate looks at the greedy policy itself, not
-at the sampled training return: on LunarLander the two differ by hundreds either way (a sampled
-policy that lands at 200 while its greedy twin hovers at 0, and the reverse). The solve check
-itself is unchanged: 100 greedy episodes with mean >= threshold. The last chunk always
-evaluates. ``reinforce evaluate`` re-judges any policy on gymnasium's own environments.
+chunk first runs a cheap pre-check (20 greedy episodes per seed on a third pool), and the full
+evaluation runs only when some seed's pre-check mean reaches the threshold minus 15% (170 for
+LunarLander's 200). The gate looks at the greedy policy itself, not at the sampled training
+return: on LunarLander the two differ by hundreds either way (a sampled policy that lands at 200
+while its greedy twin hovers near 0, and the reverse). The solve check itself is unchanged: 100
+greedy episodes with mean >= threshold. The last chunk always evaluates. ``reinforce evaluate``
+re-judges any policy on gymnasium's own environments.
 
 **Resume.** envpool cannot save its environments' state: a resumed run restores learner, keys and
 counters exactly and starts fresh episodes (the pool reseeded from the run's seed and the chunk),
@@ -82,10 +82,6 @@ def eval_gate(threshold: float | None) -> float:
 
 
 PRECHECK_EPISODES = 20  # greedy episodes of the cheap check that decides on a full evaluation
-# The pre-check stops at this fraction of the time limit, its episodes still running scored by
-# their return so far: a policy that has not landed by then is far from the gate (a hovering
-# lander's episode runs the whole limit, which would double the pre-check's cost).
-PRECHECK_LIMIT = 0.5
 
 
 def precheck_gate(threshold: float | None) -> float:
@@ -149,9 +145,8 @@ class PoolTrainer:
                                     agent.value)  # fmt: skip
         evaluate = make_pool_evaluate(eval_step_fn, agent.eval_act, k,
                                       self.spec.max_episode_steps or 10_000)  # fmt: skip
-        limit = self.spec.max_episode_steps or 10_000
         pre_evaluate = make_pool_evaluate(pre_step_fn, agent.eval_act, k,
-                                          max(1, int(limit * PRECHECK_LIMIT)))  # fmt: skip
+                                          self.spec.max_episode_steps or 10_000)  # fmt: skip
         v_update = jax.vmap(agent.learner.update)
         gate, pre_gate = self.gate, self.pre_gate
 
