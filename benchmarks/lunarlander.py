@@ -6,6 +6,14 @@ Not a test; prints figures (and writes them as JSON with ``--json PATH``)::
 
     .venv/bin/python benchmarks/lunarlander.py [--seeds 0 1] [--steps 2000000] [--json out.json]
 
+``--command`` instead times what a user types, the whole command (Python start-up, imports and
+compilation included), per seed, and re-evaluates each policy on 100 new gymnasium episodes::
+
+    .venv/bin/python benchmarks/lunarlander.py --command --seeds 0 1 2 3 4 [--json out.json]
+
+runs ``reinforce train --env LunarLander-v3 --seed S --stop-when-solved`` then
+``reinforce evaluate RUN_DIR --episodes 100``.
+
 Each trainer runs its ``default`` settings (the notebook preset: the notebook's) with
 ``stop_when_solved`` and at most ``--steps`` environment steps (``--episodes`` for the notebook
 preset, which does not solve LunarLander: it measures throughput only). Wall time is the whole
@@ -16,7 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +87,44 @@ def run(trainer_name: str, seed: int, steps: int, episodes: int) -> dict[str, An
             "evaluations": evals, "sps_with_learning_and_eval": sps, "solve": solve}  # fmt: skip
 
 
+def command(seed: int, root: Path, extra: list[str]) -> dict[str, Any]:
+    """``reinforce train`` as a user runs it (timed whole), then ``reinforce evaluate``."""
+    run_dir = root / f"seed{seed}"
+    cli = [sys.executable, "-m", "reinforce_jax"]
+    start = time.perf_counter()
+    subprocess.run([*cli, "train", "--env", ENV, "--seed", str(seed), "--stop-when-solved",
+                    "--run-dir", str(run_dir), "--quiet", *extra], check=True)  # fmt: skip
+    wall = time.perf_counter() - start
+    status = json.loads((run_dir / "status.json").read_text())
+    out = subprocess.run([*cli, "evaluate", str(run_dir), "--episodes", "100", "--json"],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return {"seed": seed, "command_wall": wall, "trainer": json.loads(
+        (run_dir / "config.json").read_text())["config"]["trainer"], "env_steps": status["env_steps"],
+            "first_solve": status.get("first_solve"), "fresh_100": json.loads(out)["mean"]}  # fmt: skip
+
+
+def main_command(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="lunar-bench-"))
+    results = []
+    print("seed  trainer  command wall s  env steps at solve  in-training eval  fresh 100 episodes")
+    for seed in args.seeds:
+        r = command(seed, root, shlex.split(args.extra))
+        results.append(r)
+        s = r["first_solve"] or {}
+        print(f"{seed:4d}  {r['trainer']:7s}  {r['command_wall']:14.1f}  "
+              f"{s.get('env_steps', float('nan')):18,}  {s.get('eval_mean', float('nan')):16.1f}  "
+              f"{r['fresh_100']:18.1f}", flush=True)  # fmt: skip
+    walls = [r["command_wall"] for r in results]
+    solved = [r for r in results if r["first_solve"]]
+    fresh = sum(r["fresh_100"] >= 200 for r in results)
+    print(f"median command wall {np.median(walls):.1f} s; solved {len(solved)}/{len(results)}; "
+          f"fresh 100 episodes >= 200: {fresh}/{len(results)} "
+          f"(mean {np.mean([r['fresh_100'] for r in results]):.1f})")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -81,7 +132,12 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=300, help="notebook preset's episodes")
     p.add_argument("--trainers", nargs="+", default=["envpool", "host", "notebook"])
     p.add_argument("--json")
+    p.add_argument("--command", action="store_true", help="time the whole reinforce command")
+    p.add_argument("--extra", default="", help="more train arguments, one string (--command)")
     args = p.parse_args()
+    if args.command:
+        main_command(args)
+        return
     if "envpool" in args.trainers and not pools.available():
         print("envpool is not installed: skipping the envpool trainer")
         args.trainers.remove("envpool")

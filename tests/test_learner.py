@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from reinforce_jax.config import make_config
+from reinforce_jax.config import ConfigError, make_config
 from reinforce_jax.core import Categorical
 from reinforce_jax.learner import Batch
 from reinforce_jax.networks import Networks, make_networks
@@ -277,3 +277,15 @@ def test_learner_mask_excludes_steps():
     prefix = Batch(batch.obs[:10], batch.actions[:10], batch.returns[:10], jnp.ones(10))
     s3, _ = update(state, prefix)
     assert max_abs_diff(s1.params, s3.params) <= 1e-6
+
+
+def test_value_scale_multiplies_the_value_output_and_is_validated():
+    obs = jax.random.normal(jax.random.PRNGKey(2), (5, OBS_DIM))
+    plain = make_networks(NUM_ACTIONS, (8,), with_value=True)
+    scaled = make_networks(NUM_ACTIONS, (8,), with_value=True, value_scale=100.0)
+    params = plain.value.init(jax.random.PRNGKey(3), obs)
+    v1, v100 = plain.value.apply(params, obs), scaled.value.apply(params, obs)
+    assert v1.shape == (5,) and jnp.abs(v1).max() > 0
+    np.testing.assert_allclose(v100, 100.0 * v1, rtol=1e-6)
+    with pytest.raises(ConfigError, match="value_scale"):
+        make_config("CartPole-v1", overrides={"value_scale": 0.0})

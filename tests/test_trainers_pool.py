@@ -41,7 +41,7 @@ def test_events_rows_and_forced_last_evaluation():
     cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 2, "seed": 3})
     events = train_events(
         cfg, threshold=10_000.0
-    )  # never solved: every chunk gated off but the last
+    )  # never solved: no chunk passes the pre-check, only the last evaluates
     train = [r for e in events if "train" in e for r in e["train"]]
     evals = [r for e in events if "eval" in e for r in e["eval"]]
     ckpts = [e["checkpoint"] for e in events if "checkpoint" in e]
@@ -55,6 +55,11 @@ def test_events_rows_and_forced_last_evaluation():
     assert np.asarray(done["params"]["policy"]["params"]["Dense_0"]["kernel"]).shape[0] == 2
     ended = [r for r in train if r["episodes"] > 0]
     assert ended and all(np.isfinite(r["episode_return"]) for r in ended)
+    # The greedy pre-check runs after every chunk but the last (which evaluates in full) whatever
+    # the sampled return.
+    pre = [(r["seed"], r["update"]) for r in train if "precheck_mean" in r]
+    assert pre == [(s, u) for u in (2, 4, 6) for s in (3, 4)]
+    assert all(0 < r["precheck_mean"] <= 500 for r in train if "precheck_mean" in r)
 
 
 @needs_envpool

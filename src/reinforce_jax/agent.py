@@ -32,9 +32,10 @@ def policy_networks(
     dist = for_action_space(space, cfg.action_bounds)
     if isinstance(dist, Gaussian):
         networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, with_value,
-                                 GAUSSIAN_HEAD_SCALE, cfg.log_std_init)  # fmt: skip
+                                 GAUSSIAN_HEAD_SCALE, cfg.log_std_init, cfg.value_scale)  # fmt: skip
     else:
-        networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, with_value)
+        networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, with_value,
+                                 value_scale=cfg.value_scale)  # fmt: skip
     return networks, dist
 
 

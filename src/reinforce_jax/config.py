@@ -51,6 +51,9 @@ class Config:
     normalize_advantages: bool = _f(True, "standardise G - b over the batch")
     entropy_coef: float = _f(0.01, "entropy bonus weight")
     value_coef: float = _f(0.5, "value-loss weight (baseline = value)")
+    value_scale: float = _f(
+        1.0, "V(s) = value_scale x the value net's output (returns in the hundreds: ~100)"
+    )
     # --- optimiser --------------------------------------------------------------------------
     learning_rate: float = _f(1e-3, "Adam step size")
     lr_schedule: str = _f("constant", "constant | linear (decays to 0 over lr_decay_steps)")
@@ -123,7 +126,8 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     ),
     "LunarLander-v3": dict(
         # The host trainer: 5/5 seeds solve with these settings. The envpool trainer
-        # (--trainer envpool) runs them compiled but solved only 2 of 4 seeds within 2M steps.
+        # (--trainer envpool) is 2-3x faster per step but no settings tried yet solve every
+        # seed (README, "envpool": its best settings solved 3-4 of 5 within 1.5M steps).
         trainer="host",
         hidden_sizes=(64, 64),
         num_envs=16,
@@ -284,12 +288,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"hidden_sizes must be positive layer sizes, got {list(cfg.hidden_sizes)}"
         )
-    for name in ("gamma", "learning_rate", "entropy_coef", "value_coef", "max_grad_norm",
-                 "log_std_init"):  # fmt: skip
+    for name in ("gamma", "learning_rate", "entropy_coef", "value_coef", "value_scale",
+                 "max_grad_norm", "log_std_init"):  # fmt: skip
         if not math.isfinite(getattr(cfg, name)):
             raise ConfigError(f"{name} must be a finite number, got {getattr(cfg, name)}")
     if not 0.0 < cfg.gamma <= 1.0:
         raise ConfigError(f"gamma must be in (0, 1], got {cfg.gamma}")
+    if not cfg.value_scale > 0.0:
+        raise ConfigError(f"value_scale must be positive, got {cfg.value_scale}")
     if not cfg.learning_rate > 0.0:
         raise ConfigError(f"learning_rate must be positive, got {cfg.learning_rate}")
     for name in ("entropy_coef", "value_coef", "max_grad_norm"):

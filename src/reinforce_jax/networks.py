@@ -88,6 +88,7 @@ def make_networks(
     with_value: bool = False,
     head_scale: float = 1.0,
     log_std_init: float | None = None,
+    value_scale: float = 1.0,
 ) -> Networks:
     """Flax MLP policy (``num_outputs`` = the distribution's parameters, e.g. logits) and, if asked,
     an MLP value network (1 output).
@@ -95,6 +96,10 @@ def make_networks(
     With ``log_std_init`` the policy is a :class:`GaussianMLP` for a
     :class:`~reinforce_jax.core.distributions.Gaussian` with ``num_outputs`` parameters (means and
     log-stds, ``num_outputs // 2`` of each); its mean head is scaled by ``head_scale`` too.
+
+    The value network's output is multiplied by ``value_scale``: Adam moves each weight by about
+    the learning rate per update, so a unit-scale output needs many hundreds of updates to reach
+    returns in the hundreds (LunarLander's), and the baseline lags the policy all along.
     """
     if log_std_init is not None:
         if num_outputs % 2:
@@ -104,21 +109,23 @@ def make_networks(
         )
     else:
         policy = MLP(tuple(hidden_sizes), num_outputs, activation, head_scale)
-    value = _Squeezed(MLP(tuple(hidden_sizes), 1, activation)) if with_value else None
+    value = _Squeezed(MLP(tuple(hidden_sizes), 1, activation), value_scale) if with_value else None
     return Networks(policy, value)
 
 
 class _Squeezed:
-    """Wraps a one-output network so that ``apply`` returns ``[B]`` instead of ``[B, 1]``."""
+    """Wraps a one-output network so that ``apply`` returns ``[B]`` instead of ``[B, 1]``, times
+    ``scale``."""
 
-    def __init__(self, net: Network):
-        self.net = net
+    def __init__(self, net: Network, scale: float = 1.0):
+        self.net, self.scale = net, float(scale)
 
     def init(self, key: jax.Array, obs: jax.Array) -> Any:
         return self.net.init(key, obs)
 
     def apply(self, params: Any, obs: jax.Array) -> jax.Array:
-        return self.net.apply(params, obs)[..., 0]
+        out = self.net.apply(params, obs)[..., 0]
+        return out if self.scale == 1.0 else out * self.scale
 
 
 # --- observation normalisation ---------------------------------------------------------------------
