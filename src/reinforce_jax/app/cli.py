@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from reinforce_jax.app.distributed import add_distributed_args, processes_from_args
 from reinforce_jax.config import FIELDS, PRESETS, ConfigError, load_config_file
@@ -479,11 +480,28 @@ def main(argv: list[str] | None = None) -> int:
 
         if signals.install():
             try:
-                return _main(args)
+                code = _main(args)
             finally:
                 if argv is not None:  # called in-process; a whole process keeps them to its end,
                     signals.uninstall()  # so a signal during shutdown cannot kill it mid-write
+            return code if argv is not None else _exit_now(code)
     return _main(args)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End a whole ``reinforce`` process once its work is done, without the interpreter's
+    teardown of JAX's and XLA's objects (about 0.4 s of a 2.5 s warm start): the threads we
+    started are joined, atexit handlers run and the streams are flushed first, as at a normal exit.
+    """
+    import atexit
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _main(args: argparse.Namespace) -> int:
