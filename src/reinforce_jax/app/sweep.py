@@ -126,6 +126,9 @@ def run_sweep(
         f"({rows} runs) in {len(plan.groups)} compiled program(s); traced: "
         f"{', '.join(plan.groups[0].traced) or 'nothing'} -> {path}")  # fmt: skip
     evals: list[dict[str, Any]] = []
+    solved_runs: set[tuple[int, int]] = (
+        set()
+    )  # (config, seed) that have solved, for the progress line
     start = time.perf_counter()
     status, stopped_by = "finished", None
     with signals.stop_requests():
@@ -140,8 +143,8 @@ def run_sweep(
                     batch = [{**r, "wall_time": r["wall_time"] + begin} for r in event.rows]
                     evals.extend(batch)
                     _append(path / "eval.jsonl", batch)
-                    solved = len({(r["config"], r["seed"]) for r in evals
-                                  if r["solved"] and r["config"] in group.config_ids})  # fmt: skip
+                    solved_runs.update((r["config"], r["seed"]) for r in batch if r["solved"])
+                    solved = sum(c in group.config_ids for c, _ in solved_runs)
                     say(f"  program {g + 1}/{len(plan.groups)}: "
                         f"{batch[0]['env_steps']:>10,} steps/seed  "
                         f"eval mean {np.mean([r['eval_mean'] for r in batch]):8.1f}  solved "
@@ -221,11 +224,14 @@ def summarize(
 
     Configurations are ranked by final IQM (then fraction solved), best first.
     """
+    runs: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (config, seed) -> rows, in order
+    for r in evals:
+        runs.setdefault((r["config"], r["seed"]), []).append(r)
     configs = []
     for c, values in enumerate(settings):
         final, best, steps, seconds, solved = [], [], [], [], 0
         for s in seeds:
-            rows = [r for r in evals if r["config"] == c and r["seed"] == s]
+            rows = runs.get((c, s), [])
             if not rows:
                 continue
             final.append(rows[-1]["eval_mean"])
