@@ -9,12 +9,14 @@ sweep (``--sweep``) the same way.
 
     python benchmarks/seeds.py                      # K = 1, 8, 64; 3 runs each
     python benchmarks/seeds.py --ks 64 --runs 5 --sweep
+    python benchmarks/seeds.py --ks 64 --runs 5 --vs /path/to/other/checkout/src   # paired
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,8 +28,10 @@ SWEEP = ["--grid", "learning_rate=0.003,0.01,0.03", "--grid", "entropy_coef=0,0.
          "--num-seeds", "8", "--total-steps", "200000"]  # fmt: skip
 
 
-def whole(cmd: list[str], cache: Path) -> float:
-    env = {**__import__("os").environ, "REINFORCE_JAX_CACHE": str(cache), "MPLBACKEND": "Agg"}
+def whole(cmd: list[str], cache: Path, src: str | None = None) -> float:
+    env = {**os.environ, "REINFORCE_JAX_CACHE": str(cache), "MPLBACKEND": "Agg"}
+    if src:  # another checkout's package (for a paired comparison)
+        env["PYTHONPATH"] = src
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -41,28 +45,44 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
             f"max {fmt.format(max(values))})")  # fmt: skip
 
 
-def run_k(k: int, runs: int, tmp: Path) -> dict:
-    walls, inproc, first, steps, solved = [], [], [], [], []
+def run_k(k: int, runs: int, tmp: Path, vs: str | None = None) -> dict:
+    """``runs`` cold runs of K seeds; with ``vs`` (another checkout's ``src``) each run is paired
+    with one of that code, alternating, so that both see the same machine."""
+    out = {}
+    for label in ("this", "vs") if vs else ("this",):
+        out[label] = dict(whole=[], in_process=[], first_chunk=[], steps=[], seed_steps=[],
+                          solved=[])  # fmt: skip
     for i in range(runs):
-        run = tmp / f"k{k}-{i}"
-        cmd = [sys.executable, "-m", "reinforce_jax", "train", "--env", "CartPole-v1",
-               "--num-seeds", str(k), "--seed", "100", "--stop-when-solved", "--quiet",
-               "--run-dir", str(run)]  # fmt: skip
-        walls.append(whole(cmd, tmp / f"cache-k{k}-{i}"))  # a new cache: cold
-        status = json.loads((run / "status.json").read_text())
-        inproc.append(status["wall_time"])
-        rows = [json.loads(x) for x in (run / "train.jsonl").read_text().splitlines()]
-        first.append(min(r["wall_time"] for r in rows))
-        steps.append(status["env_steps"])
-        solved.append(status.get("solved_seeds", 0))
-    agg = [k * s / t for s, t in zip(steps, inproc, strict=True)]
-    print(f"K={k:<3} whole command        {spread(walls)} s")
-    print(f"      in-process training  {spread(inproc)} s")
-    print(f"      first chunk (compile) {spread(first)} s")
-    print(f"      env steps per seed   {spread(steps, '{:,.0f}')}; solved {solved}")
-    print(f"      aggregate steps/s    {spread(agg, '{:,.0f}')}", flush=True)
-    return dict(k=k, whole=walls, in_process=inproc, first_chunk=first, steps=steps,
-                solved=solved, aggregate_steps_per_s=agg)  # fmt: skip
+        for label, src in ((lb, vs if lb == "vs" else None) for lb in out):
+            f = out[label]
+            run = tmp / f"k{k}-{label}-{i}"
+            cmd = [sys.executable, "-m", "reinforce_jax", "train", "--env", "CartPole-v1",
+                   "--num-seeds", str(k), "--seed", "100", "--stop-when-solved", "--quiet",
+                   "--run-dir", str(run)]  # fmt: skip
+            f["whole"].append(whole(cmd, tmp / f"cache-k{k}-{label}-{i}", src))  # new cache: cold
+            status = json.loads((run / "status.json").read_text())
+            f["in_process"].append(status["wall_time"])
+            rows = [json.loads(x) for x in (run / "train.jsonl").read_text().splitlines()]
+            f["first_chunk"].append(min(r["wall_time"] for r in rows))
+            last: dict[int, int] = {}  # each seed's steps (seeds may stop at their solve)
+            for r in rows:
+                last[r["seed"]] = max(last.get(r["seed"], 0), r["env_steps"])
+            f["steps"].append(max(last.values()))
+            f["seed_steps"].append(sum(last.values()))
+            f["solved"].append(status.get("solved_seeds", 0))
+    for label, f in out.items():
+        agg = [s / t for s, t in zip(f["seed_steps"], f["in_process"], strict=True)]
+        f["aggregate_steps_per_s"] = agg
+        name = f"K={k:<3}" if label == "this" else f"  vs {vs}:\n     "
+        print(f"{name} whole command        {spread(f['whole'])} s")
+        print(f"      in-process training  {spread(f['in_process'])} s")
+        print(f"      first chunk (compile) {spread(f['first_chunk'])} s")
+        print(
+            f"      env steps, slowest seed {spread(f['steps'], '{:,.0f}')}; solved {f['solved']}"
+        )
+        print(f"      env steps, all seeds {spread(f['seed_steps'], '{:,.0f}')}")
+        print(f"      aggregate steps/s    {spread(agg, '{:,.0f}')}", flush=True)
+    return dict(k=k, **out)
 
 
 def parts(ks: list[int], reps: int = 5) -> list[dict]:
@@ -122,6 +142,7 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="also time a 6 x 8 CartPole sweep")
     ap.add_argument("--parts", action="store_true", help="time the chunk's parts at each K")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--vs", help="another checkout's src directory: pair every run with its code")
     args = ap.parse_args()
     out: dict = {"ks": []}
     if args.parts:
@@ -129,7 +150,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for k in args.ks if args.runs > 0 else ():
-            out["ks"].append(run_k(k, args.runs, tmp))
+            out["ks"].append(run_k(k, args.runs, tmp, args.vs))
         if args.sweep:
             walls = []
             for i in range(args.runs):

@@ -14,7 +14,12 @@ import numpy as np
 from helpers import train_events
 from reinforce_jax.config import make_config
 from reinforce_jax.envs import make_jax_env
-from reinforce_jax.trainers.compiled import make_compiled_program, num_updates_for, seed_keys
+from reinforce_jax.trainers.compiled import (
+    group_size,
+    make_compiled_program,
+    num_updates_for,
+    seed_keys,
+)
 
 SMALL = dict(num_envs=4, rollout_steps=100, eval_every=2, eval_episodes=8, total_steps=4000)
 
@@ -141,3 +146,63 @@ def test_obs_norm_statistics_live_in_the_parameters():
     assert set(stats) == {"mean", "var", "count"}
     assert float(stats["count"]) == np.float32(1e-4 + cfg.total_steps)
     assert np.all(np.asarray(stats["var"]) > 0) and np.any(np.asarray(stats["mean"]) != 0)
+
+
+def _by_seed(events, kind):
+    out: dict[int, list[dict]] = {}
+    for e in events:
+        for r in e.get(kind, []):
+            out.setdefault(r["seed"], []).append(r)
+    return out
+
+
+def _same_rows(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            if k != "wall_time":
+                assert np.array_equal(x[k], y[k], equal_nan=True), (k, x[k], y[k])
+
+
+def test_stop_when_solved_stops_each_seed_at_its_solve_and_packs_the_rest():
+    # 18 seeds train in 2 groups of 9; seeds stop at their first evaluation >= 150 and the rest
+    # are packed into fewer groups. Every seed's numbers up to its solve equal those of a run
+    # that never stops (all 18 train to the end), and it keeps the parameters that passed.
+    overrides = {**SMALL, "num_seeds": 18}
+    cfg = make_config("CartPole-v1", overrides={**overrides, "stop_when_solved": True})
+    stop = train_events(cfg, threshold=150.0)
+    full = train_events(make_config("CartPole-v1", overrides=overrides), threshold=150.0)
+    solved = stop[-1]["done"]["solved_at"]
+    chunks = {r["update"] for r in solved.values()}
+    assert group_size(18) == 9
+    assert len(chunks) >= 3 and 0 < len(solved) < 18  # seeds stop at different times; some never
+    stop_train, full_train = _by_seed(stop, "train"), _by_seed(full, "train")
+    stop_eval, full_eval = _by_seed(stop, "eval"), _by_seed(full, "eval")
+    params = {r["update"]: e["params"] for e in full if "eval" in e for r in e["eval"][:1]}
+    final = stop[-1]["done"]["params"]
+    for i, seed in enumerate(range(18)):
+        at = solved[str(seed)]["update"] if str(seed) in solved else None
+        upto = len([r for r in full_eval[seed] if at is None or r["update"] <= at])
+        _same_rows(stop_eval[seed], full_eval[seed][:upto])
+        _same_rows(stop_train[seed], full_train[seed][: upto * cfg.eval_every])
+        kept = params[at if at is not None else max(params)]
+        for x, y in zip(jax.tree.leaves(final), jax.tree.leaves(kept), strict=True):
+            np.testing.assert_array_equal(np.asarray(x)[i], np.asarray(y)[i])
+
+
+def test_a_packed_run_resumes_exactly():
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 18, "stop_when_solved": True})
+    events = train_events(cfg, threshold=150.0)
+    ckpt = next(e["checkpoint"] for e in events if "checkpoint" in e
+                and e["checkpoint"].evaluations == 2)  # fmt: skip
+    assert ckpt.meta["solved_at"]  # some seeds had stopped already
+    resumed = train_events(cfg, threshold=150.0, resume=ckpt)
+    after = [e for e in events if "train" in e or "eval" in e][4:]  # the rows after chunk 2
+    rest = [e for e in resumed if "train" in e or "eval" in e]
+    assert len(after) == len(rest)
+    for a, b in zip(after, rest, strict=True):
+        _same_rows(a.get("train", a.get("eval")), b.get("train", b.get("eval")))
+    for x, y in zip(jax.tree.leaves(events[-1]["done"]["params"]),
+                    jax.tree.leaves(resumed[-1]["done"]["params"]), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(x, y)

@@ -66,7 +66,11 @@ class Config:
     eval_every: int = _f(10, "updates between evaluations (one compiled chunk)")
     eval_episodes: int = _f(100, "episodes per evaluation")
     eval_greedy: bool = _f(True, "greedy evaluation (the distribution's mode); false samples")
-    stop_when_solved: bool = _f(False, "stop once every seed has met the solve check")
+    stop_when_solved: bool = _f(
+        False,
+        "stop once every seed has met the solve check (compiled: each seed stops at its own "
+        "solve, keeping the parameters that passed)",
+    )
     # --- the notebook's procedure (trainer = notebook) --------------------------------------
     num_episodes: int = _f(2500, "training episodes")
     buffer_size: int = _f(512, "transitions kept in the episode-returns memory")

@@ -38,20 +38,27 @@ def _notebook_line(r: dict[str, Any]) -> str:
 
 
 def _batched_line(rows: list[dict[str, Any]], last_return: float, solved_so_far: int,
-                  policy: str) -> str:  # fmt: skip
-    """One console line per evaluation: the training (sampled) return beside the evaluation."""
+                  policy: str, seeds: int) -> str:  # fmt: skip
+    """One console line per evaluation: the training (sampled) return beside the evaluation.
+
+    ``rows`` are the seeds evaluated now: all ``seeds``, or (a compiled run that stops each seed
+    at its solve) those still training."""
     means = np.array([r["eval_mean"] for r in rows])
     passing = sum(r["solved"] for r in rows)
     r = rows[0]
     head = (f"Update: {r['update']}\tEnv steps: {r['env_steps']}\t"
             f"Training return (sampled): {last_return:.1f}\t")  # fmt: skip
     what = f"{policy} evaluation ({r['eval_episodes']} episodes)"
-    if len(rows) == 1:
+    if seeds == 1:
         return head + (f"{what}: {r['eval_mean']:.1f} ± {r['eval_std']:.1f}\t"
                        f"[{r['wall_time']:.1f}s]")  # fmt: skip
-    return head + (f"{what}, mean over {len(rows)} seeds: {means.mean():.1f} "
-                   f"(min {means.min():.1f})\tsolved so far: {solved_so_far}/{len(rows)}, "
-                   f"passing now: {passing}/{len(rows)}\t[{r['wall_time']:.1f}s]")  # fmt: skip
+    if len(rows) == seeds:
+        return head + (f"{what}, mean over {len(rows)} seeds: {means.mean():.1f} "
+                       f"(min {means.min():.1f})\tsolved so far: {solved_so_far}/{seeds}, "
+                       f"passing now: {passing}/{len(rows)}\t[{r['wall_time']:.1f}s]")  # fmt: skip
+    return head + (f"{what}, mean over the {len(rows)} seeds still training: {means.mean():.1f} "
+                   f"(min {means.min():.1f})\tsolved: {solved_so_far}/{seeds}\t"
+                   f"[{r['wall_time']:.1f}s]")  # fmt: skip
 
 
 def describe_settings(cfg: Config, spec: EnvSpec) -> str:
@@ -310,10 +317,14 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
         say(trainer.startup_note)
     total, unit = trainer.total, trainer.unit
     stride = max(1, total // cfg.eval_every // 20)  # console lines for batched trainers
-    solved_seeds: set[int] = set()
     sinks: list[Any] | None = None  # made at the first event, like every other write
     offset = float(counts["wall_time"])
     train_rows, eval_rows = int(counts["train_rows"]), int(counts["eval_rows"])
+    # Seeds that have met the solve check, kept across a resume (stopped seeds log no more rows).
+    solved_seeds: set[int] = (
+        {r["seed"] for r in run.read_jsonl("eval.jsonl")[:eval_rows] if r["solved"]}
+        if eval_rows else set()
+    )  # fmt: skip
     purge_step = counts.get("purge_step")
     start = time.perf_counter()
     prev_steps, prev_wall = None, 0.0
@@ -349,8 +360,9 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
                     raise Diverged(f"training diverged at {at} of seed {bad.get('seed')} "
                                    f"(loss {bad['loss']})")  # fmt: skip
                 steps, wall = rows[-1]["env_steps"], rows[-1]["wall_time"]
-                if prev_steps is not None and wall > prev_wall:
-                    sps = (steps - prev_steps) * cfg.num_seeds / (wall - prev_wall)
+                if prev_steps is not None and wall > prev_wall:  # over the seeds still training
+                    seeds = len({r.get("seed") for r in rows})
+                    sps = (steps - prev_steps) * seeds / (wall - prev_wall)
                     rows = [{**r, "sps": sps} for r in rows]
                 prev_steps, prev_wall = steps, wall
                 run.append("train.jsonl", rows)
@@ -377,9 +389,13 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
                 else:  # about 20 lines and every seed's first solve; eval.jsonl has them all
                     newly = {r["seed"] for r in rows if r["solved"]} - solved_seeds
                     solved_seeds |= newly
-                    if newly or (eval_rows // len(rows)) % stride == 0:
+                    first = rows[0]  # its update counts evaluations, however many seeds train
+                    evaluations = (first["update"] // cfg.eval_every if "update" in first
+                                   else eval_rows // len(rows))  # fmt: skip
+                    if newly or evaluations % stride == 0:
                         policy = "Greedy" if cfg.eval_greedy else "Sampled"
-                        say(_batched_line(rows, last_return, len(solved_seeds), policy))
+                        say(_batched_line(rows, last_return, len(solved_seeds), policy,
+                                          cfg.num_seeds))  # fmt: skip
             elif isinstance(event, Checkpoint):
                 # The rows logged so far are exactly those this checkpoint accounts for.
                 at = {"train_rows": train_rows, "eval_rows": eval_rows,

@@ -6,6 +6,9 @@ Shaped after PureJaxRL's ``make_train``: :func:`make_compiled_program` returns p
 leading ``vmap`` axis; with several devices that axis is sharded (``NamedSharding``), so the same
 code runs on one CPU or several GPUs. With several processes (``jax.distributed``) each trains its
 share of the seeds (:mod:`~reinforce_jax.trainers.distributed`) and every process sees all rows.
+Between chunks the rows (seeds, or a sweep's configurations x seeds) wait on the host; each chunk
+trains those still training in groups of :func:`group_size` rows, so that rows stopped at their
+solve (``stop_when_solved``) cost nothing more.
 """
 
 from __future__ import annotations
@@ -218,65 +221,141 @@ class CompiledTrainer:
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         """Train; ``resume`` continues exactly from a checkpoint this trainer yielded.
 
-        A resumed run ends with the parameters an uninterrupted one would have had.
+        A resumed run ends with the parameters an uninterrupted one would have had. Under
+        ``stop_when_solved`` each row stops at its first solving evaluation, keeping the
+        parameters that passed, and the rows still training are packed into fewer programs.
         """
         cfg, program = self.cfg, self.program
         threshold = self.spec.solve_threshold
         start = time.perf_counter()
         split = seed_split(len(self.rows))  # this process's rows (all, in a single process)
+        labels = self.rows
+        mine = labels[split.start : split.stop]
+        size = group_size(len(labels))
         keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([r["seed"] for r in self.rows]))
         hyper = {k: jnp.asarray(v, jnp.float32) for k, v in self.hyper.items()}
-        state = program.init(split.take(keys), split.take(hyper))
+        init_args = (split.take(keys), split.take(hyper))
+        # Rows live on the host between chunks (numpy, this process's rows); each chunk packs
+        # the rows still training into groups of `size` (one compiled shape).
+        state = _join([jax.device_get(program.init(*_rows(init_args, g)))
+                       for g in _groups(range(len(mine)), size)], len(mine))  # fmt: skip
         first_chunk = 0
         solved_at: dict[str, dict[str, Any]] = {}
         if resume is not None:
             state = restore_state(state, split.take(resume.state))
+            state = jax.tree.map(np.asarray, state)
             first_chunk = resume.evaluations
             solved_at = dict(resume.meta.get("solved_at", {}))
-        state = shard_seeds(state)
-        labels = self.rows
         all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(labels)  # noqa: E731
+        training = lambda i: not (cfg.stop_when_solved and row_key(i) in solved_at)  # noqa: E731
         stop_reason = f"the budget of {self.env_steps_budget:,} env steps per seed is spent"
+        per_update = program.steps_per_update
+        metrics_type = None
         # A run killed after its last checkpoint but before it finished must not train on.
         chunks = (
             range(first_chunk, program.num_updates // cfg.eval_every) if not all_solved() else ()
         )
         for chunk in chunks:
-            state, metrics = program.chunk(state)
-            metrics = split.gather(metrics)  # every seed's, on every process
+            active = [i for i, label in enumerate(mine) if training(label)]
+            groups = _groups(active, size)
+            outputs = [program.chunk(shard_seeds(_rows(state, g))) for g in groups]
+            if metrics_type is None:  # the per-row outputs' types, once
+                metrics_type = (
+                    jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), outputs[0][1])
+                    if outputs  # else this process has no row left to train (several processes)
+                    else jax.eval_shape(program.chunk.fun, _rows(state, [0] * size))[1]
+                )
+            # Fresh arrays every chunk: events hand earlier ones to the session, which may keep them.
+            state = jax.tree.map(np.copy, state)
+            metrics = _placeholder(metrics_type, len(mine))
+            # A padded group's repeated rows computed the same numbers as the row they repeat.
+            for g, (new_state, new_metrics) in zip(groups, jax.device_get(outputs), strict=True):
+                _put(state, g, new_state)
+                _put(metrics, g, new_metrics)
+            metrics = split.gather(metrics)
+            state_all = split.gather(state)  # every row's state and bookkeeping, every process
             wall = time.perf_counter() - start
             eval_returns = np.asarray(metrics.pop("eval_returns"))  # [S, E]
-            updates = int(state.learner.step[0])
-            per_update = program.steps_per_update
             metrics.pop("env_steps")  # int32 on the device: counted here in Python ints instead
+            steps = np.asarray(state_all.learner.step)
+            now = [i for i, label in enumerate(labels) if training(label)]  # before this chunk
             rows = []
-            for i, label in enumerate(labels):
+            for i in now:
                 for u in range(cfg.eval_every):
                     row = {k: v[i, u] for k, v in metrics.items()}
-                    update = updates - cfg.eval_every + u + 1
-                    row.update(label, update=update, env_steps=update * per_update,
+                    update = int(steps[i]) - cfg.eval_every + u + 1
+                    row.update(labels[i], update=update, env_steps=update * per_update,
                                wall_time=wall)  # fmt: skip
                     rows.append(row)
             yield TrainRows(rows)
             evals = []
-            for i, label in enumerate(labels):
-                row = eval_row(eval_returns[i], threshold, **label, update=updates,
+            for i in now:
+                updates = int(steps[i])
+                row = eval_row(eval_returns[i], threshold, **labels[i], update=updates,
                                env_steps=updates * per_update, wall_time=wall)  # fmt: skip
                 evals.append(row)
-                key = row_key(label)
+                key = row_key(labels[i])
                 if row["solved"] and key not in solved_at:
                     solved_at[key] = row
-            # Host copies: the next chunk donates (frees) the device buffers.
-            host_state = split.gather(state)
-            yield EvalRows(evals, host_state.learner.params)
-            yield Checkpoint(chunk + 1, flatten_state(host_state), {"solved_at": solved_at})
+            yield EvalRows(evals, state_all.learner.params)
+            # A copy: the session may save this checkpoint after later evaluations add to ours.
+            yield Checkpoint(chunk + 1, flatten_state(state_all), {"solved_at": dict(solved_at)})
             if all_solved():
                 break
         if all_solved():
             stop_reason = "every seed met the solve check (stop_when_solved)"
-        params = split.gather(state.learner.params)
-        env_steps = int(np.asarray(state.learner.step).reshape(-1)[0]) * program.steps_per_update
-        yield Done(params, env_steps, solved_at, stop_reason=stop_reason)
+        state_all = split.gather(state)
+        env_steps = int(np.max(np.asarray(state_all.learner.step))) * per_update
+        yield Done(state_all.learner.params, env_steps, solved_at, stop_reason=stop_reason)
+
+
+def group_size(rows: int) -> int:
+    """Rows per compiled call: all of them up to 16, else up to 4 groups of at least 16 rows,
+    rounded up to a multiple of the local devices (each group is sharded over them).
+
+    A row's numbers depend on this size (XLA tiles reductions by the batch's shape) but not on
+    its position or its neighbours (the tests check it), so one size for the whole run, whatever
+    the number of processes and whichever rows still train, keeps every row's numbers its own:
+    rows that stop at their solve leave the others' numbers unchanged, only faster.
+    """
+    size = rows if rows <= 16 else math.ceil(rows / min(4, math.ceil(rows / 16)))
+    devices = len(jax.local_devices())
+    return math.ceil(size / devices) * devices
+
+
+def _groups(rows: Any, size: int) -> list[list[int]]:
+    """``rows`` (indices) in groups of ``size``; the last group is padded with its last row."""
+    rows = list(rows)
+    out = [rows[i : i + size] for i in range(0, len(rows), size)]
+    if out and len(out[-1]) < size:
+        out[-1] = out[-1] + [out[-1][-1]] * (size - len(out[-1]))
+    return out
+
+
+def _rows(tree: Any, index: list[int]) -> Any:
+    return jax.tree.map(lambda x: np.asarray(x)[np.asarray(index)], tree)
+
+
+def _join(parts: list[Any], rows: int) -> Any:
+    """Groups' host trees (padded) joined back into one tree of ``rows`` rows, in order."""
+    return jax.tree.map(lambda *xs: np.concatenate(xs)[:rows], *parts)
+
+
+def _put(tree: Any, index: list[int], values: Any) -> None:
+    for dst, src in zip(jax.tree.leaves(tree), jax.tree.leaves(values), strict=True):
+        dst[np.asarray(index)] = np.asarray(src)
+
+
+def _placeholder(shapes: Any, rows: int) -> Any:
+    """NaN-filled host arrays for the per-row outputs of a chunk (rows that did not train)."""
+
+    def fill(s: jax.ShapeDtypeStruct) -> np.ndarray:
+        a = np.zeros((rows, *s.shape[1:]), s.dtype)
+        if np.issubdtype(s.dtype, np.floating):
+            a[:] = np.nan
+        return a
+
+    return jax.tree.map(fill, shapes)
 
 
 def row_key(label: dict[str, Any]) -> str:

@@ -293,7 +293,9 @@ class PoolTrainer:
                         if row["solved"] and str(seed) not in solved_at:
                             solved_at[str(seed)] = row
                     yield EvalRows(evals, host_state.learner.params)
-                yield Checkpoint(chunk + 1, flatten_state(host_state), {"solved_at": solved_at})
+                yield Checkpoint(
+                    chunk + 1, flatten_state(host_state), {"solved_at": dict(solved_at)}
+                )
                 if all_solved():
                     break
         finally:
