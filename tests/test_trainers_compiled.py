@@ -18,6 +18,7 @@ from reinforce_jax.trainers.compiled import (
     group_size,
     make_compiled_program,
     num_updates_for,
+    prng_keys,
     seed_keys,
 )
 
@@ -206,3 +207,13 @@ def test_a_packed_run_resumes_exactly():
     for x, y in zip(jax.tree.leaves(events[-1]["done"]["params"]),
                     jax.tree.leaves(resumed[-1]["done"]["params"]), strict=True):  # fmt: skip
         np.testing.assert_array_equal(x, y)
+
+
+def test_host_made_keys_are_jax_keys():
+    seeds = [0, 1, 7, 100, 12345, 2**31 - 1]
+    expected = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
+    got = prng_keys(seeds)
+    assert isinstance(got, np.ndarray) and got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(prng_keys([2**31, 5]),
+                                  [jax.random.PRNGKey(2**31), jax.random.PRNGKey(5)])  # fmt: skip

@@ -143,7 +143,17 @@ def make_compiled_program(
 
 def seed_keys(cfg: Config) -> jax.Array:
     """One PRNG key per seed: ``PRNGKey(seed + i)`` for ``i < num_seeds``."""
-    return jax.vmap(jax.random.PRNGKey)(jnp.arange(cfg.seed, cfg.seed + cfg.num_seeds))
+    return prng_keys(range(cfg.seed, cfg.seed + cfg.num_seeds))
+
+
+def prng_keys(seeds: Any) -> Any:
+    """``[PRNGKey(s) for s in seeds]``, stacked. For the default threefry keys and seeds below
+    2**31 that key is ``[0, s]`` (the tests check it against JAX), made here on the host: JAX
+    would compile two small programs for it, a tenth of a second of a cold start."""
+    seeds = [int(s) for s in seeds]
+    if jax.config.jax_default_prng_impl == "threefry2x32" and all(0 <= s < 2**31 for s in seeds):
+        return np.stack([np.zeros(len(seeds), np.uint32), np.asarray(seeds, np.uint32)], axis=1)
+    return np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
 
 
 def shard_seeds(tree: Any) -> Any:
@@ -232,7 +242,7 @@ class CompiledTrainer:
         labels = self.rows
         mine = labels[split.start : split.stop]
         size = group_size(len(labels))
-        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([r["seed"] for r in self.rows]))
+        keys = prng_keys(r["seed"] for r in self.rows)
         hyper = {k: jnp.asarray(v, jnp.float32) for k, v in self.hyper.items()}
         init_args = (split.take(keys), split.take(hyper))
         # Rows live on the host between chunks (numpy, this process's rows); each chunk packs
