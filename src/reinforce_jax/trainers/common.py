@@ -41,6 +41,17 @@ def decay_updates(cfg: Config, num_updates: int, steps_per_update: int | None) -
     return max(num_updates, 1)
 
 
+def entropy_schedule(
+    cfg: Config, steps_per_update: int | None
+) -> Callable[[jax.Array], jax.Array] | None:
+    """The entropy coefficient's multiplier per update: 1 falling linearly to 0 over
+    ``entropy_decay_steps`` environment steps (None when the bonus is constant). A decaying bonus
+    explores early and lets the policy sharpen later, so its greedy (argmax) twin acts like it."""
+    if not cfg.entropy_decay_steps or not steps_per_update:
+        return None
+    return optax.linear_schedule(1.0, 0.0, max(1, -(-cfg.entropy_decay_steps // steps_per_update)))
+
+
 def make_optimizer(
     cfg: Config, num_updates: int, steps_per_update: int | None = None, *, traced: bool = False
 ) -> tuple[optax.GradientTransformation, Callable[..., jax.Array]]:
@@ -103,6 +114,7 @@ def learner_from_config(
         networks, dist, optimizer, baseline=cfg.baseline,
         normalize_advantages=cfg.normalize_advantages, entropy_coef=cfg.entropy_coef,
         value_coef=cfg.value_coef, schedule=schedule,
+        entropy_schedule=entropy_schedule(cfg, steps_per_update),
     )  # fmt: skip
 
 
