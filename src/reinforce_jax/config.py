@@ -57,6 +57,11 @@ class Config:
     value_scale: float = _f(
         1.0, "V(s) = value_scale x the value net's output (returns in the hundreds: ~100)"
     )
+    truncation_bootstrap: bool = _f(
+        True,
+        "baseline = value: complete a return cut by the time limit with gamma V(s); "
+        "false: the return within the limit (what an evaluation scores)",
+    )
     # --- optimiser --------------------------------------------------------------------------
     learning_rate: float = _f(1e-3, "Adam step size")
     lr_schedule: str = _f("constant", "constant | linear (decays to 0 over lr_decay_steps)")

@@ -138,7 +138,11 @@ def build_agent(
         raise ConfigError(f"{spec.env_id}: {e}") from None
     learner = learner_from_config(cfg, networks, dist, num_updates, steps_per_update,
                                   traced=traced)  # fmt: skip
-    value = (lambda params, obs: value_output(networks, params, obs)) if use_value else None
+    # Without truncation_bootstrap no trainer completes cut returns: the objective is then the
+    # return within the time limit, so an episode that runs out the clock (a hovering lander)
+    # is worth what it scored, not what V promises beyond the limit.
+    bootstrap = use_value and cfg.truncation_bootstrap
+    value = (lambda params, obs: value_output(networks, params, obs)) if bootstrap else None
     return Agent(networks, dist, learner, make_act(networks, dist, greedy=False),
                  make_act(networks, dist, greedy=cfg.eval_greedy), value,
                  tuple(spec.obs_shape), cfg.obs_norm)  # fmt: skip
