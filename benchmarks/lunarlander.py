@@ -12,7 +12,8 @@ compilation included), per seed, and re-evaluates each policy on 100 new gymnasi
     .venv/bin/python benchmarks/lunarlander.py --command --seeds 0 1 2 3 4 [--json out.json]
 
 runs ``reinforce train --env LunarLander-v3 --seed S --stop-when-solved`` then
-``reinforce evaluate RUN_DIR --episodes 100``.
+``reinforce evaluate RUN_DIR --episodes 100 --seed 1000`` (``--eval-seed``: episodes no
+training or in-training evaluation pool was seeded with).
 
 Each trainer runs its ``default`` settings (the notebook preset: the notebook's) with
 ``stop_when_solved`` and at most ``--steps`` environment steps (``--episodes`` for the notebook
@@ -87,7 +88,7 @@ def run(trainer_name: str, seed: int, steps: int, episodes: int) -> dict[str, An
             "evaluations": evals, "sps_with_learning_and_eval": sps, "solve": solve}  # fmt: skip
 
 
-def command(seed: int, root: Path, extra: list[str]) -> dict[str, Any]:
+def command(seed: int, root: Path, extra: list[str], eval_seed: int) -> dict[str, Any]:
     """``reinforce train`` as a user runs it (timed whole), then ``reinforce evaluate``."""
     run_dir = root / f"seed{seed}"
     cli = [sys.executable, "-m", "reinforce_jax"]
@@ -96,7 +97,8 @@ def command(seed: int, root: Path, extra: list[str]) -> dict[str, Any]:
                     "--run-dir", str(run_dir), "--quiet", *extra], check=True)  # fmt: skip
     wall = time.perf_counter() - start
     status = json.loads((run_dir / "status.json").read_text())
-    out = subprocess.run([*cli, "evaluate", str(run_dir), "--episodes", "100", "--json"],
+    out = subprocess.run([*cli, "evaluate", str(run_dir), "--episodes", "100", "--seed",
+                          str(eval_seed), "--json"],
                          check=True, capture_output=True, text=True).stdout  # fmt: skip
     return {"seed": seed, "command_wall": wall, "trainer": json.loads(
         (run_dir / "config.json").read_text())["config"]["trainer"], "env_steps": status["env_steps"],
@@ -108,7 +110,7 @@ def main_command(args: argparse.Namespace) -> None:
     results = []
     print("seed  trainer  command wall s  env steps at solve  in-training eval  fresh 100 episodes")
     for seed in args.seeds:
-        r = command(seed, root, shlex.split(args.extra))
+        r = command(seed, root, shlex.split(args.extra), args.eval_seed)
         results.append(r)
         s = r["first_solve"] or {}
         print(f"{seed:4d}  {r['trainer']:7s}  {r['command_wall']:14.1f}  "
@@ -134,6 +136,8 @@ def main() -> None:
     p.add_argument("--json")
     p.add_argument("--command", action="store_true", help="time the whole reinforce command")
     p.add_argument("--extra", default="", help="more train arguments, one string (--command)")
+    p.add_argument("--eval-seed", type=int, default=1000,
+                   help="first episode seed of the re-evaluation (--command)")  # fmt: skip
     args = p.parse_args()
     if args.command:
         main_command(args)

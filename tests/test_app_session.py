@@ -203,3 +203,14 @@ def test_notebook_run_resumes_with_memory_and_counters(tmp_path, monkeypatch):
     assert rows[21]["update"] == rows[20]["update"] + 2
     assert rows[-1]["update"] == rows[20]["update"] + 2 * 39
     assert [r["episode"] for r in run.read_jsonl("eval.jsonl")] == [0, 20, 40]
+
+
+def test_settings_line_names_the_entropy_decay_and_a_missing_truncation_bootstrap():
+    spec = env_spec("LunarLander-v3")
+    plain = session.describe_settings(make_config("LunarLander-v3"), spec)
+    assert "decaying linearly over 1,000,000 steps" not in plain and "no bootstrap" not in plain
+    cfg = make_config("LunarLander-v3", overrides={"entropy_decay_steps": 1_000_000,
+                                                   "truncation_bootstrap": False})  # fmt: skip
+    line = session.describe_settings(cfg, spec)
+    assert "entropy 0.01 decaying linearly over 1,000,000 steps" in line
+    assert "no bootstrap at the time limit" in line

@@ -11,8 +11,10 @@ import pytest
 
 from reinforce_jax.config import ConfigError, make_config
 from reinforce_jax.core import Categorical
+from reinforce_jax.envs import env_spec
 from reinforce_jax.learner import Batch
 from reinforce_jax.networks import Networks, make_networks
+from reinforce_jax.trainers import build_trainer
 from reinforce_jax.trainers.common import learner_from_config
 
 OBS_DIM = 4
@@ -289,3 +291,35 @@ def test_value_scale_multiplies_the_value_output_and_is_validated():
     np.testing.assert_allclose(v100, 100.0 * v1, rtol=1e-6)
     with pytest.raises(ConfigError, match="value_scale"):
         make_config("CartPole-v1", overrides={"value_scale": 0.0})
+
+
+def test_entropy_decay_scales_the_bonus_linearly_to_zero():
+    networks = make_networks(NUM_ACTIONS)
+    batch = fixed_batch(16)
+
+    def learner(coef: float, decay_steps: int = 0):
+        cfg = make_config(overrides={"baseline": "none", "entropy_coef": coef,
+                                     "entropy_decay_steps": decay_steps})  # fmt: skip
+        # 10 environment steps per update: 40 decay steps are 4 updates.
+        return learner_from_config(cfg, networks, Categorical(NUM_ACTIONS), 10, 10)
+
+    decaying = learner(0.5, 40)
+    state = decaying.init(jax.random.PRNGKey(0), batch.obs)
+    update = jax.jit(decaying.update)
+    for step, coef in [(0, 0.5), (2, 0.25), (4, 0.0), (9, 0.0)]:
+        at = state._replace(step=jnp.asarray(step, jnp.int32))
+        new, metrics = update(at, batch)
+        np.testing.assert_allclose(float(metrics["entropy_coef"]), coef, atol=1e-7)
+        # The same update as a constant bonus of that size.
+        same, _ = jax.jit(learner(coef).update)(at, batch)
+        assert max_abs_diff(new.params, same.params) <= 1e-7, step
+        # A traced coefficient (a sweep's) decays the same way.
+        _, traced = update(at, batch, {"entropy_coef": jnp.asarray(0.2)})
+        np.testing.assert_allclose(float(traced["entropy_coef"]), 0.4 * coef, atol=1e-7)
+    _, constant = jax.jit(learner(0.5).update)(state, batch)
+    assert "entropy_coef" not in constant  # logged only when it changes
+    with pytest.raises(ConfigError, match="entropy_decay_steps"):
+        make_config(overrides={"entropy_decay_steps": -1})
+    notebook = make_config(preset="notebook", overrides={"entropy_decay_steps": 10})
+    with pytest.raises(ConfigError, match="entropy_decay_steps"):
+        build_trainer(notebook, env_spec("CartPole-v1"))

@@ -104,3 +104,20 @@ def test_truncation_bootstraps_with_the_value_of_the_final_observation():
         expected = 1 + 0.9 * v3 if bootstrap else 1.0
         np.testing.assert_allclose(window.rewards[[2, 5], 0], expected, rtol=1e-6)
         np.testing.assert_array_equal(window.rewards[[0, 1, 3, 4, 6], 0], 1.0)
+
+
+def test_truncation_bootstrap_setting_gives_the_rollouts_a_value_or_none():
+    # Every trainer's rollout bootstraps with ``agent.value`` (the test above: None = no
+    # bootstrap), so the setting switches all of them.
+    from reinforce_jax.config import make_config
+    from reinforce_jax.envs import env_spec
+    from reinforce_jax.trainers.common import build_agent
+
+    spec = env_spec("CartPole-v1")
+    on = build_agent(make_config(overrides={"baseline": "value"}), spec, 1, 1)
+    off = build_agent(make_config(overrides={"baseline": "value", "truncation_bootstrap": False}),
+                      spec, 1, 1)  # fmt: skip
+    assert on.value is not None and off.value is None
+    assert off.networks.value is not None  # the baseline itself is still learned
+    none = build_agent(make_config(overrides={"baseline": "none"}), spec, 1, 1)
+    assert none.value is None

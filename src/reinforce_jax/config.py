@@ -50,9 +50,17 @@ class Config:
     baseline: str = _f("value", "none | mean (batch mean return) | value (learned V(s))")
     normalize_advantages: bool = _f(True, "standardise G - b over the batch")
     entropy_coef: float = _f(0.01, "entropy bonus weight")
+    entropy_decay_steps: int = _f(
+        0, "environment steps over which the entropy bonus decays linearly to 0; 0 = constant"
+    )
     value_coef: float = _f(0.5, "value-loss weight (baseline = value)")
     value_scale: float = _f(
         1.0, "V(s) = value_scale x the value net's output (returns in the hundreds: ~100)"
+    )
+    truncation_bootstrap: bool = _f(
+        True,
+        "baseline = value: complete a return cut by the time limit with gamma V(s); "
+        "false: the return within the limit (what an evaluation scores)",
     )
     # --- optimiser --------------------------------------------------------------------------
     learning_rate: float = _f(1e-3, "Adam step size")
@@ -265,7 +273,7 @@ _CHOICES = {
     "lr_schedule": ("constant", "linear"),
     "action_bounds": ("squash", "clip"),
 }
-_NON_NEGATIVE_INTS = ("lr_decay_steps",)
+_NON_NEGATIVE_INTS = ("lr_decay_steps", "entropy_decay_steps")
 _POSITIVE_INTS = (
     "num_seeds", "num_envs", "rollout_steps", "total_steps", "eval_every", "eval_episodes",
     "num_episodes", "buffer_size", "batch_size", "learn_steps_per_episode", "eval_every_episodes",

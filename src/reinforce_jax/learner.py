@@ -56,6 +56,7 @@ def make_learner(
     entropy_coef: float = 0.0,
     value_coef: float = 0.5,
     schedule: Callable[[jax.Array], jax.Array] | None = None,
+    entropy_schedule: Callable[[jax.Array], jax.Array] | None = None,
 ) -> Learner:
     """``init(key, example_obs, obs_stats=None)`` and the jittable ``update(state, batch, hyper)``.
 
@@ -63,7 +64,8 @@ def make_learner(
     the values given here for this update: so one compiled program serves many settings.
     ``learning_rate`` and ``max_grad_norm`` need an optimizer built with
     ``optax.inject_hyperparams`` that exposes them. ``schedule(step)`` (or ``schedule(step, peak)``
-    with a traced peak learning rate) is only reported as a metric.
+    with a traced peak learning rate) is only reported as a metric. ``entropy_schedule(step)``,
+    when given, multiplies the entropy coefficient (traced or not) at update ``step``.
     """
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
@@ -115,9 +117,11 @@ def make_learner(
             raise ValueError(f"unknown hyperparameters {sorted(unknown)}; known: {HYPERPARAMETERS}")
         trainable = {k: v for k, v in state.params.items() if k != "obs_norm"}
         stats = state.params.get("obs_norm")
+        ent_coef = hyper.get("entropy_coef", entropy_coef)
+        if entropy_schedule is not None:
+            ent_coef = ent_coef * entropy_schedule(state.step)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(
-            trainable, stats, batch, hyper.get("entropy_coef", entropy_coef),
-            hyper.get("value_coef", value_coef),
+            trainable, stats, batch, ent_coef, hyper.get("value_coef", value_coef),
         )  # fmt: skip
         opt_state = _with_hyperparameters(
             state.opt_state, {k: hyper[k] for k in OPTIMIZER_HYPERPARAMETERS if k in hyper}
@@ -127,6 +131,8 @@ def make_learner(
         if stats is not None:
             params["obs_norm"] = stats
         metrics["grad_norm"] = optax.global_norm(grads)
+        if entropy_schedule is not None:
+            metrics["entropy_coef"] = jnp.asarray(ent_coef, jnp.float32)
         if schedule is not None:
             peak = hyper.get("learning_rate")
             metrics["learning_rate"] = (

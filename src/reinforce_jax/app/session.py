@@ -71,10 +71,15 @@ def describe_settings(cfg: Config, spec: EnvSpec) -> str:
         horizon = cfg.lr_decay_steps or cfg.total_steps
         lr += f" decaying linearly over {horizon:,} steps"
     parts += [lr, f"baseline {cfg.baseline}"]
+    if cfg.baseline == "value" and not cfg.truncation_bootstrap:
+        parts.append("no bootstrap at the time limit")
     if cfg.normalize_advantages:
         parts.append("normalised advantages")
     if cfg.entropy_coef:
-        parts.append(f"entropy {cfg.entropy_coef:g}")
+        ent = f"entropy {cfg.entropy_coef:g}"
+        if cfg.entropy_decay_steps:
+            ent += f" decaying linearly over {cfg.entropy_decay_steps:,} steps"
+        parts.append(ent)
     if cfg.obs_norm:
         parts.append("normalised observations")
     parts.append(f"network {'x'.join(map(str, cfg.hidden_sizes))} {cfg.activation}")

@@ -41,6 +41,17 @@ def decay_updates(cfg: Config, num_updates: int, steps_per_update: int | None) -
     return max(num_updates, 1)
 
 
+def entropy_schedule(
+    cfg: Config, steps_per_update: int | None
+) -> Callable[[jax.Array], jax.Array] | None:
+    """The entropy coefficient's multiplier per update: 1 falling linearly to 0 over
+    ``entropy_decay_steps`` environment steps (None when the bonus is constant). A decaying bonus
+    explores early and lets the policy sharpen later, so its greedy (argmax) twin acts like it."""
+    if not cfg.entropy_decay_steps or not steps_per_update:
+        return None
+    return optax.linear_schedule(1.0, 0.0, max(1, -(-cfg.entropy_decay_steps // steps_per_update)))
+
+
 def make_optimizer(
     cfg: Config, num_updates: int, steps_per_update: int | None = None, *, traced: bool = False
 ) -> tuple[optax.GradientTransformation, Callable[..., jax.Array]]:
@@ -103,6 +114,7 @@ def learner_from_config(
         networks, dist, optimizer, baseline=cfg.baseline,
         normalize_advantages=cfg.normalize_advantages, entropy_coef=cfg.entropy_coef,
         value_coef=cfg.value_coef, schedule=schedule,
+        entropy_schedule=entropy_schedule(cfg, steps_per_update),
     )  # fmt: skip
 
 
@@ -126,7 +138,11 @@ def build_agent(
         raise ConfigError(f"{spec.env_id}: {e}") from None
     learner = learner_from_config(cfg, networks, dist, num_updates, steps_per_update,
                                   traced=traced)  # fmt: skip
-    value = (lambda params, obs: value_output(networks, params, obs)) if use_value else None
+    # Without truncation_bootstrap no trainer completes cut returns: the objective is then the
+    # return within the time limit, so an episode that runs out the clock (a hovering lander)
+    # is worth what it scored, not what V promises beyond the limit.
+    bootstrap = use_value and cfg.truncation_bootstrap
+    value = (lambda params, obs: value_output(networks, params, obs)) if bootstrap else None
     return Agent(networks, dist, learner, make_act(networks, dist, greedy=False),
                  make_act(networks, dist, greedy=cfg.eval_greedy), value,
                  tuple(spec.obs_shape), cfg.obs_norm)  # fmt: skip

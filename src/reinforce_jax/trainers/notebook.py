@@ -99,6 +99,7 @@ _REFUSED = {
     "normalize_advantages": (False, "its procedure learns from plain returns"),
     "obs_norm": (False, "its procedure feeds raw observations"),
     "lr_decay_steps": (0, "its learning-rate schedule counts learn steps, not environment steps"),
+    "entropy_decay_steps": (0, "its learn steps are not environment steps"),
 }
 
 
