@@ -105,7 +105,11 @@ def make_pool(spec: EnvSpec, num_envs: int, seed: int, num_threads: int | None =
     shape = tuple(pool.observation_space.shape)
     space = _action_space(pool.action_space)
     limit = pool.spec.config.max_episode_steps
-    if shape != tuple(spec.obs_shape) or space != spec.action_space or limit != spec.max_episode_steps:
+    if (
+        shape != tuple(spec.obs_shape)
+        or space != spec.action_space
+        or limit != spec.max_episode_steps
+    ):
         pool.close()
         raise ConfigError(
             f"envpool's {spec.env_id} (obs {shape}, actions {space}, limit {limit}) differs from "
