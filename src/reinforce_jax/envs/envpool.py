@@ -31,6 +31,9 @@ from reinforce_jax.errors import ConfigError
 ENVPOOL_ENVS = (
     "LunarLander-v3", "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLanderContinuous-v3",
 )  # fmt: skip
+# ids `--trainer auto` trains on envpool: its defaults solve more seeds, faster, than the host
+# trainer's (README, "Continuous actions"); LunarLander-v3 stays on the host (README, "envpool").
+AUTO_ENVS = ("LunarLanderContinuous-v3",)
 
 UNAVAILABLE = (
     "notice: envpool is not installed (it has wheels for Linux x86-64 only); "
@@ -166,6 +169,7 @@ class EnvpoolVectorEnv:
 
 
 __all__ = [
+    "AUTO_ENVS",
     "ENVPOOL_ENVS",
     "EnvpoolVectorEnv",
     "action_dtype",
