@@ -130,3 +130,72 @@ def test_reset_only_steps_are_never_learned():
     assert float(counts["learn_steps"][0]) == 3
     used = np.asarray(batch.mask[0]) > 0
     assert 1.0 not in np.asarray(batch.obs[0, :, 0])[used]  # obs index 1 is the reset-only step
+
+
+def _episode_stats(step, reset, policy, episodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Returns and lengths of ``episodes`` episodes of one environment driven by ``policy(obs)``."""
+    returns, lengths = [], []
+    for e in range(episodes):
+        obs, total, n, done = reset(e), 0.0, 0, False
+        while not done:
+            obs, reward, terminated, truncated = step(policy(obs))
+            total, n, done = total + reward, n + 1, terminated or truncated
+        returns.append(total)
+        lengths.append(n)
+    return np.array(returns), np.array(lengths)
+
+
+@needs_envpool
+def test_lunarlander_continuous_steps_like_gymnasiums():
+    # Same Box2D, different seeding: no step-by-step comparison across the libraries, so compare
+    # the action space, the clipping of out-of-range actions and the score distributions of a
+    # random policy and of gymnasium's heuristic pilot (both land or crash within ~100-400 steps).
+    import gymnasium as gym
+    from gymnasium.envs.box2d.lunar_lander import heuristic
+
+    spec = env_spec("LunarLanderContinuous-v3")
+    pool = pools.make_pool(spec, 1, seed=0, num_threads=1)  # checks obs, Box and time limit
+    assert pools.action_dtype(spec) == np.float32
+
+    def clipped_twin(actions):  # the same seed stepped with out-of-range and clipped actions
+        twin = pools.make_pool(spec, 1, seed=5, num_threads=1)
+        twin.reset()
+        return [twin.step(np.asarray([a], np.float32))[:2] for a in actions]
+
+    wild = np.random.default_rng(0).uniform(-4, 4, size=(40, 2)).astype(np.float32)
+    tame = np.clip(wild, -1, 1)
+    for (o1, r1), (o2, r2) in zip(clipped_twin(wild), clipped_twin(tame), strict=True):
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(r1, r2)
+
+    def pool_step(a):
+        obs, r, term, trunc, _ = pool.step(np.asarray([a], np.float32))
+        return obs[0], float(r[0]), bool(term[0]), bool(trunc[0])
+
+    def pool_reset(_):
+        obs, _ = pool.reset()
+        return obs[0]
+
+    gym_env = gym.make("LunarLanderContinuous-v3")
+
+    def gym_step(a):
+        obs, r, term, trunc, _ = gym_env.step(a)
+        return obs, float(r), term, trunc
+
+    def gym_reset(e):
+        return gym_env.reset(seed=e)[0]
+
+    rng = np.random.default_rng(1)
+    random_policy = lambda obs: rng.uniform(-1, 1, 2).astype(np.float32)  # noqa: E731
+    heuristic_policy = lambda obs: np.asarray(heuristic(gym_env, obs), np.float32)  # noqa: E731
+    try:
+        for policy, episodes in ((random_policy, 40), (heuristic_policy, 20)):
+            ours, their = (_episode_stats(s, r, policy, episodes)
+                           for s, r in ((pool_step, pool_reset), (gym_step, gym_reset)))  # fmt: skip
+            # returns, then lengths: the means agree within 4 standard errors
+            for a, b in zip(ours, their, strict=True):
+                se = np.sqrt(a.var() / a.size + b.var() / b.size)
+                assert abs(a.mean() - b.mean()) <= 4 * se + 1e-6, (a.mean(), b.mean(), se)
+    finally:
+        pool.close()
+        gym_env.close()

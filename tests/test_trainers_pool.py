@@ -1,5 +1,6 @@
 """The envpool trainer: the typed events every trainer yields, seeds in one pool, resume with
-fresh episodes, ``auto`` picking it (or the host trainer, with a notice, without envpool)."""
+fresh episodes, ``auto`` picking it for LunarLanderContinuous (or the host trainer, with a notice,
+without envpool)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,20 @@ def test_without_envpool_the_envpool_trainer_falls_back_to_host_with_a_notice(mo
     trainer = build_trainer(cfg, env_spec("LunarLander-v3"))
     assert trainer.name == "host"
     assert "envpool is not installed" in trainer.startup_note
+
+
+def test_auto_and_the_defaults_train_lunarlander_continuous_on_envpool_else_host(monkeypatch):
+    spec = env_spec("LunarLanderContinuous-v3")
+    auto = make_config("LunarLanderContinuous-v3", overrides={"trainer": "auto"})
+    assert resolve_trainer(auto, spec) == "envpool"
+    assert make_config("LunarLanderContinuous-v3").trainer == "envpool"
+    windy = env_spec("LunarLanderContinuous-v3", {"enable_wind": True})  # no envpool twin
+    assert resolve_trainer(auto, windy) == "host"
+    monkeypatch.setattr(pools, "available", lambda: False)
+    for cfg in (auto, make_config("LunarLanderContinuous-v3")):
+        trainer = build_trainer(cfg, spec)
+        assert trainer.name == "host"
+        assert "envpool is not installed" in trainer.startup_note
 
 
 @needs_envpool

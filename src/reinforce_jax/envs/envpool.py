@@ -23,11 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from reinforce_jax.envs.spec import EnvSpec
+from reinforce_jax.envs.spec import Box, Discrete, EnvSpec
 from reinforce_jax.errors import ConfigError
 
-# gymnasium ids with a discrete-action envpool twin (same dynamics, same time limit).
-ENVPOOL_ENVS = ("LunarLander-v3", "CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+# gymnasium ids with an envpool twin (same dynamics, same time limit, same action space).
+# envpool's LunarLanderContinuous clips its float actions into [-1, 1], as gymnasium's does.
+ENVPOOL_ENVS = (
+    "LunarLander-v3", "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLanderContinuous-v3",
+)  # fmt: skip
+# ids `--trainer auto` trains on envpool: its defaults solve more seeds, faster, than the host
+# trainer's (README, "Continuous actions"); LunarLander-v3 stays on the host (README, "envpool").
+AUTO_ENVS = ("LunarLanderContinuous-v3",)
 
 UNAVAILABLE = (
     "notice: envpool is not installed (it has wheels for Linux x86-64 only); "
@@ -70,9 +76,23 @@ def check(spec: EnvSpec) -> None:
         raise ConfigError("envpool is not installed (pip install envpool; Linux x86-64 only)")
 
 
+def _action_space(space: Any) -> Discrete | Box:
+    """envpool's action space as our plain value (to compare with gymnasium's)."""
+    if hasattr(space, "n"):
+        return Discrete(int(space.n))
+    low = tuple(float(x) for x in np.asarray(space.low, np.float32).reshape(-1))
+    high = tuple(float(x) for x in np.asarray(space.high, np.float32).reshape(-1))
+    return Box(low, high, tuple(int(n) for n in space.shape))
+
+
+def action_dtype(spec: EnvSpec) -> Any:
+    """The dtype envpool's step takes for ``spec``'s actions."""
+    return np.int32 if isinstance(spec.action_space, Discrete) else np.float32
+
+
 def make_pool(spec: EnvSpec, num_envs: int, seed: int, num_threads: int | None = None) -> Any:
     """A synchronous gymnasium-style envpool of ``num_envs`` environments; environment ``i`` is
-    seeded ``seed + i``. Its observation shape, action count and time limit are checked against
+    seeded ``seed + i``. Its observation shape, action space and time limit are checked against
     ``spec`` (gymnasium's)."""
     check(spec)
     import envpool
@@ -86,13 +106,17 @@ def make_pool(spec: EnvSpec, num_envs: int, seed: int, num_threads: int | None =
         seed=int(seed) % 2**31,
     )
     shape = tuple(pool.observation_space.shape)
-    n = int(pool.action_space.n)
+    space = _action_space(pool.action_space)
     limit = pool.spec.config.max_episode_steps
-    if shape != tuple(spec.obs_shape) or n != spec.num_actions or limit != spec.max_episode_steps:
+    if (
+        shape != tuple(spec.obs_shape)
+        or space != spec.action_space
+        or limit != spec.max_episode_steps
+    ):
         pool.close()
         raise ConfigError(
-            f"envpool's {spec.env_id} (obs {shape}, {n} actions, limit {limit}) differs from "
-            f"gymnasium's (obs {tuple(spec.obs_shape)}, {spec.num_actions} actions, "
+            f"envpool's {spec.env_id} (obs {shape}, actions {space}, limit {limit}) differs from "
+            f"gymnasium's (obs {tuple(spec.obs_shape)}, actions {spec.action_space}, "
             f"limit {spec.max_episode_steps})"
         )
     return pool
@@ -124,7 +148,8 @@ class EnvpoolVectorEnv:
     def step(self, actions: np.ndarray):
         from reinforce_jax.envs.vector import VectorStep
 
-        obs, reward, terminated, truncated, _ = self.pool.step(np.asarray(actions, np.int32))
+        actions = np.asarray(actions, action_dtype(self.spec))
+        obs, reward, terminated, truncated, _ = self.pool.step(actions)
         obs = np.asarray(obs, np.float32)
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         done = terminated | truncated
@@ -144,8 +169,10 @@ class EnvpoolVectorEnv:
 
 
 __all__ = [
+    "AUTO_ENVS",
     "ENVPOOL_ENVS",
     "EnvpoolVectorEnv",
+    "action_dtype",
     "available",
     "default_threads",
     "has_pool",

@@ -62,12 +62,17 @@ TRAINERS: dict[str, Callable[[Config, EnvSpec], Trainer]] = {
 
 def resolve_trainer(cfg: Config, spec: EnvSpec) -> str:
     """The trainer ``cfg.trainer`` names; ``auto`` is compiled where a JAX-native env exists
-    (and no environment arguments are given), else host."""
+    (and no environment arguments are given), envpool for :data:`~reinforce_jax.envs.envpool.
+    AUTO_ENVS` (the host trainer, with a notice, where envpool is not installed), else host."""
     if cfg.trainer != "auto":
         return cfg.trainer
-    # envpool is chosen explicitly (--trainer envpool) until its defaults solve as reliably as
-    # the host trainer's (README, "envpool").
-    return "compiled" if spec.has_jax else "host"
+    if spec.has_jax:
+        return "compiled"
+    from reinforce_jax.envs import envpool as pools
+
+    # Elsewhere envpool is chosen explicitly (--trainer envpool) until its defaults solve as
+    # reliably as the host trainer's (README, "envpool").
+    return "envpool" if pools.has_pool(spec) and spec.env_id in pools.AUTO_ENVS else "host"
 
 
 def build_trainer(cfg: Config, spec: EnvSpec) -> Trainer:
