@@ -1,9 +1,8 @@
-"""The compiled trainer: rollout, returns, loss, gradients and optax update in XLA programs.
+"""The compiled trainer: rollout, returns, loss, gradients and optax update in one XLA program.
 
 Shaped after PureJaxRL's ``make_train``: :func:`make_compiled_program` returns pure functions;
-``chunk(state)`` runs ``cfg.eval_every`` updates with ``lax.scan`` in one ``jax.jit`` program and
-then evaluates in another (two programs compile in parallel; see :class:`Chunk`). Python runs
-only between chunks (logging, checkpoints, the solve check). Seeds are a
+``chunk(state)`` runs ``cfg.eval_every`` updates with ``lax.scan`` and then evaluates, all inside one
+``jax.jit``. Python runs only between chunks (logging, checkpoints, the solve check). Seeds are a
 leading ``vmap`` axis; with several devices that axis is sharded (``NamedSharding``), so the same
 code runs on one CPU or several GPUs. With several processes (``jax.distributed``) each trains its
 share of the seeds (:mod:`~reinforce_jax.trainers.distributed`) and every process sees all rows.
