@@ -72,10 +72,7 @@ def solve_compiled(seed: int, num_seeds: int, max_steps: int) -> dict:
     )  # fmt: skip
     trainer = make_compiled_program(cfg, make_jax_env("CartPole-v1"))
     state = trainer.init(seed_keys(cfg))
-    # Its two programs compiled ahead of time, as the trainer's first call would.
-    train = trainer.chunk.train.lower(state).compile()
-    evaluate = trainer.chunk.evaluate.lower(state).compile()
-    chunk = type(trainer.chunk)(train, evaluate)
+    chunk = trainer.chunk.lower(state).compile()
     ready = time.perf_counter()
     first_solve = np.full(num_seeds, -1)
     steps = 0

@@ -217,18 +217,3 @@ def test_host_made_keys_are_jax_keys():
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(prng_keys([2**31, 5]),
                                   [jax.random.PRNGKey(2**31), jax.random.PRNGKey(5)])  # fmt: skip
-
-
-def test_a_chunk_in_two_programs_equals_one_program():
-    # Training and evaluation compile as two programs (in parallel on a cold start); traced
-    # together into one they must give the same numbers, bit for bit.
-    cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 2})
-    program = make_compiled_program(cfg, make_jax_env("CartPole-v1"))
-    host = jax.device_get(program.init(seed_keys(cfg)))
-    one = jax.jit(program.chunk.fun)
-    a, b = host, host
-    for _ in range(3):
-        a, ma = jax.device_get(program.chunk(a))
-        b, mb = jax.device_get(one(b))
-        for x, y in zip(jax.tree.leaves((a, ma)), jax.tree.leaves((b, mb)), strict=True):
-            np.testing.assert_array_equal(x, y)

@@ -121,55 +121,24 @@ def make_compiled_program(
         metrics["env_steps"] = env_steps
         return RunnerState(learner, key, env_steps, state.hyper), metrics
 
-    def train_one(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
-        return jax.lax.scan(update, state, None, length=cfg.eval_every)
-
-    def evaluate_one(state: RunnerState) -> tuple[RunnerState, jax.Array]:
+    def chunk_one(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
+        state, metrics = jax.lax.scan(update, state, None, length=cfg.eval_every)
         key, eval_key = jax.random.split(state.key)
-        return state._replace(key=key), evaluate(state.learner.params, eval_key)
+        metrics["eval_returns"] = evaluate(state.learner.params, eval_key)
+        return state._replace(key=key), metrics
 
-    # The export cache's key: the settings that shape the programs, and which are traced.
+    # The export cache's key: the settings that shape both programs, and which are traced.
     key = {**program_key(cfg, env), "traced": list(traced)}
-    chunk = Chunk(cached_jit(jax.vmap(train_one), "train", key, donate_argnums=0),
-                  cached_jit(jax.vmap(evaluate_one), "evaluate", key, donate_argnums=0))  # fmt: skip
+    chunk = cached_jit(jax.vmap(chunk_one), "chunk", key, donate_argnums=0)
     return CompiledProgram(
         # init runs once: optimising its code costs more compile time (~0.6 s) than it saves.
-        init=cached_jit(
-            jax.vmap(init),
-            "init",
-            key,
-            compiler_options=RUN_ONCE,
-            feeds=(chunk.train, chunk.evaluate),
-        ),  # fmt: skip
+        init=cached_jit(jax.vmap(init), "init", key, compiler_options=RUN_ONCE, feeds=chunk),
         chunk=chunk,
         evaluate=evaluate,
         agent=agent,
         steps_per_update=steps_per_update,
         num_updates=num_updates,
     )
-
-
-class Chunk:
-    """``chunk(state) -> (state, metrics)``: ``eval_every`` updates, then an evaluation
-    (``metrics["eval_returns"]``), as two compiled programs called in turn.
-
-    Two programs, not one, because XLA compiles a program on one thread: on a cold start the
-    two compile at once (the numbers are the same bit for bit as one program's; tested).
-    """
-
-    def __init__(self, train: Any, evaluate: Any):
-        self.train, self.evaluate = train, evaluate
-
-    def __call__(self, state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
-        state, metrics = self.train(state)
-        state, metrics["eval_returns"] = self.evaluate(state)
-        return state, metrics
-
-    def fun(self, state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
-        """The same, traceable (``jax.jit``, ``jax.eval_shape``)."""
-        state, metrics = self.train.fun(state)
-        state, metrics["eval_returns"] = self.evaluate.fun(state)
-        return state, metrics
 
 
 def seed_keys(cfg: Config) -> jax.Array:

@@ -230,18 +230,17 @@ class CachedJit:
     """A ``jax.jit(fun, donate_argnums, compiler_options)`` whose traced program outlives the
     process (see the module's docstring). Call it as the jitted function.
 
-    ``feeds``: programs that take this one's output as their only argument (the compiled
-    trainer's init feeds its training and evaluation programs). On a cold start, once this
-    program's output types are known (from its export, before XLA compiles it), each of those is
-    prepared in a thread of its own: their tracing overlaps this one's XLA compile, and all compile
-    at once (XLA compiles one program on one thread).
+    ``feeds``: the program that takes this one's output as its only argument (the compiled
+    trainer's init feeds its chunk). On a cold start, once this program's output types are known
+    (from its export, before XLA compiles it), that one is prepared in a thread: its tracing
+    overlaps this one's XLA compile, and both compile at once.
     """
 
     def __init__(self, fun: Callable[..., Any], name: str, key: Any, *,
                  donate_argnums: int | tuple[int, ...] = (),
                  compiler_options: dict[str, Any] | None = None,
-                 feeds: Sequence[CachedJit] = ()):  # fmt: skip
-        self.fun, self.name, self.key, self.feeds = fun, name, key, tuple(feeds)
+                 feeds: CachedJit | None = None):  # fmt: skip
+        self.fun, self.name, self.key, self.feeds = fun, name, key, feeds
         self.donate_argnums = (
             (donate_argnums,) if isinstance(donate_argnums, int) else tuple(donate_argnums)
         )
@@ -287,13 +286,12 @@ class CachedJit:
         try:
             stem = cache_key(self.name, self.key, args, self.donate_argnums, self.compiler_options)
             exported = load_or_export(self.fun, where / f"{stem}.jaxexport", args)
-            if self.feeds:
+            if self.feeds is not None:
                 avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
                          for a in exported.out_avals]  # fmt: skip
-                for program in self.feeds:
-                    program.prepare_in_background(
-                        where, (jax.tree.unflatten(exported.out_tree, avals),)
-                    )
+                self.feeds.prepare_in_background(
+                    where, (jax.tree.unflatten(exported.out_tree, avals),)
+                )
 
             def program(*a: Any) -> Any:
                 return exported.call(*a)
@@ -315,7 +313,7 @@ class CachedJit:
 def cached_jit(fun: Callable[..., Any], name: str, key: Any, *,
                donate_argnums: int | tuple[int, ...] = (),
                compiler_options: dict[str, Any] | None = None,
-               feeds: Sequence[CachedJit] = ()) -> CachedJit:  # fmt: skip
+               feeds: CachedJit | None = None) -> CachedJit:  # fmt: skip
     """``jax.jit`` whose program is kept in the export cache; ``key`` is JSON-able and must hold
     every setting that shapes ``fun`` but is not in its arguments' types. See :class:`CachedJit`
     for ``feeds``."""
