@@ -257,7 +257,7 @@ class CompiledTrainer:
             first_chunk = resume.evaluations
             solved_at = dict(resume.meta.get("solved_at", {}))
         all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(labels)  # noqa: E731
-        training = lambda i: not (cfg.stop_when_solved and row_key(i) in solved_at)  # noqa: E731
+        training = lambda label: not (cfg.stop_when_solved and row_key(label) in solved_at)  # noqa: E731
         stop_reason = f"the budget of {self.env_steps_budget:,} env steps per seed is spent"
         per_update = program.steps_per_update
         metrics_type = None
