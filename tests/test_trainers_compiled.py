@@ -14,11 +14,11 @@ import numpy as np
 from helpers import train_events
 from reinforce_jax.config import make_config
 from reinforce_jax.envs import make_jax_env
+from reinforce_jax.trainers.common import prng_keys
 from reinforce_jax.trainers.compiled import (
     group_size,
     make_compiled_program,
     num_updates_for,
-    prng_keys,
     seed_keys,
 )
 

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from reinforce_jax.agent import Act, make_act, policy_networks
@@ -152,3 +153,13 @@ def init_learner(agent: Agent, key: jax.Array) -> LearnerState:
     """The learner's first state (observation statistics included when ``obs_norm``)."""
     stats = init_obs_stats(agent.obs_shape) if agent.obs_norm else None
     return agent.learner.init(key, jnp.zeros((1, *agent.obs_shape), jnp.float32), stats)
+
+
+def prng_keys(seeds: Any) -> Any:
+    """``[PRNGKey(s) for s in seeds]``, stacked. For the default threefry keys and seeds below
+    2**31 that key is ``[0, s]`` (the tests check it against JAX), made here on the host: JAX
+    would compile two small programs for it, a tenth of a second of a cold start."""
+    seeds = [int(s) for s in seeds]
+    if jax.config.jax_default_prng_impl == "threefry2x32" and all(0 <= s < 2**31 for s in seeds):
+        return np.stack([np.zeros(len(seeds), np.uint32), np.asarray(seeds, np.uint32)], axis=1)
+    return np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])

@@ -32,7 +32,7 @@ from reinforce_jax.learner import HYPERPARAMETERS, LearnerState
 from reinforce_jax.networks import update_obs_stats
 from reinforce_jax.rollout.functional import make_jax_rollout
 from reinforce_jax.rollout.trajectory import episode_stats, to_batch
-from reinforce_jax.trainers.common import Agent, build_agent, init_learner
+from reinforce_jax.trainers.common import Agent, build_agent, init_learner, prng_keys
 from reinforce_jax.trainers.distributed import check_split, seed_split
 from reinforce_jax.trainers.events import (
     Checkpoint,
@@ -144,16 +144,6 @@ def make_compiled_program(
 def seed_keys(cfg: Config) -> jax.Array:
     """One PRNG key per seed: ``PRNGKey(seed + i)`` for ``i < num_seeds``."""
     return prng_keys(range(cfg.seed, cfg.seed + cfg.num_seeds))
-
-
-def prng_keys(seeds: Any) -> Any:
-    """``[PRNGKey(s) for s in seeds]``, stacked. For the default threefry keys and seeds below
-    2**31 that key is ``[0, s]`` (the tests check it against JAX), made here on the host: JAX
-    would compile two small programs for it, a tenth of a second of a cold start."""
-    seeds = [int(s) for s in seeds]
-    if jax.config.jax_default_prng_impl == "threefry2x32" and all(0 <= s < 2**31 for s in seeds):
-        return np.stack([np.zeros(len(seeds), np.uint32), np.asarray(seeds, np.uint32)], axis=1)
-    return np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
 
 
 def shard_seeds(tree: Any) -> Any:
@@ -308,8 +298,7 @@ class CompiledTrainer:
                 if row["solved"] and key not in solved_at:
                     solved_at[key] = row
             yield EvalRows(evals, state_all.learner.params)
-            # A copy: the session may save this checkpoint after later evaluations add to ours.
-            yield Checkpoint(chunk + 1, flatten_state(state_all), {"solved_at": dict(solved_at)})
+            yield Checkpoint(chunk + 1, flatten_state(state_all), {"solved_at": solved_at})
             if all_solved():
                 break
         if all_solved():

@@ -11,6 +11,7 @@ resumed run must keep.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,11 @@ class Checkpoint:
     evaluations: int
     state: dict[str, np.ndarray]  # see flatten_state
     meta: dict[str, Any] = field(default_factory=dict)  # JSON-ready bookkeeping of the trainer
+
+    def __post_init__(self) -> None:
+        # A snapshot: the session may save a checkpoint after the trainer has gone on and
+        # changed its own bookkeeping (solved_at gains the next chunk's solves).
+        self.meta = copy.deepcopy(self.meta)
 
 
 @dataclass

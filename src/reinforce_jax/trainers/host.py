@@ -193,7 +193,7 @@ class HostTrainer:
                     solved_at[str(cfg.seed)] = ev
                 params = jax.device_get(state.params)
                 yield EvalRows([ev], stack_seed(params))
-                meta = {"update": u, "env_steps": env_steps, "solved_at": dict(solved_at)}
+                meta = {"update": u, "env_steps": env_steps, "solved_at": solved_at}
                 saved = {"learner": state, "keys": (act_key, eval_key)}
                 yield Checkpoint(evaluations, flatten_state(saved), meta)
                 if cfg.stop_when_solved and ev["solved"]:

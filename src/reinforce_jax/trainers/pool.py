@@ -48,7 +48,7 @@ from reinforce_jax.rollout.pool import (
     make_pool_rollout,
     window_stats,
 )
-from reinforce_jax.trainers.common import build_agent, init_learner
+from reinforce_jax.trainers.common import build_agent, init_learner, prng_keys
 from reinforce_jax.trainers.events import (
     Checkpoint,
     Done,
@@ -229,7 +229,7 @@ class PoolTrainer:
         start = time.perf_counter()
         first_chunk = 0
         solved_at: dict[str, dict[str, Any]] = {}
-        keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(cfg.seed, cfg.seed + k))
+        keys = prng_keys(range(cfg.seed, cfg.seed + k))
         if resume is not None:
             first_chunk = resume.evaluations
             solved_at = dict(resume.meta.get("solved_at", {}))
@@ -293,9 +293,7 @@ class PoolTrainer:
                         if row["solved"] and str(seed) not in solved_at:
                             solved_at[str(seed)] = row
                     yield EvalRows(evals, host_state.learner.params)
-                yield Checkpoint(
-                    chunk + 1, flatten_state(host_state), {"solved_at": dict(solved_at)}
-                )
+                yield Checkpoint(chunk + 1, flatten_state(host_state), {"solved_at": solved_at})
                 if all_solved():
                     break
         finally:
