@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gymnasium as gym
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from reinforce_jax.agent import make_act
 from reinforce_jax.core import Categorical
+from reinforce_jax.core.spaces import Discrete
 from reinforce_jax.envs.vector import GymnasiumVectorEnv
 from reinforce_jax.networks import make_networks, value_output
 from reinforce_jax.rollout.trajectory import Rollout, to_batch
@@ -104,6 +106,50 @@ def test_truncation_bootstraps_with_the_value_of_the_final_observation():
         expected = 1 + 0.9 * v3 if bootstrap else 1.0
         np.testing.assert_allclose(window.rewards[[2, 5], 0], expected, rtol=1e-6)
         np.testing.assert_array_equal(window.rewards[[0, 1, 3, 4, 6], 0], 1.0)
+
+
+class _Counter:
+    """A functional environment whose observation counts the steps (``[t, mark]``): truncated at
+    its limit of 3 steps, or, when ``mark`` is 1, terminated at its second step."""
+
+    env_id, obs_shape, action_space, max_episode_steps = "Counter", (2,), Discrete(2), 3
+
+    def __init__(self, mark: float = 0.0):
+        self.mark = mark
+
+    def reset(self, key):
+        del key
+        return jnp.array([0.0, self.mark]), jnp.array([0.0, self.mark])
+
+    def step(self, key, state, action):
+        del key, action
+        s = state.at[0].add(1.0)
+        return s, s, jnp.float32(1.0), (s[0] >= 2) & (s[1] > 0), s[0] >= 3
+
+
+def test_jax_rollout_bootstraps_truncated_steps_with_the_final_observation():
+    from reinforce_jax.rollout.functional import make_jax_rollout
+
+    nets = make_networks(2, (8,), with_value=True)
+    key = jax.random.PRNGKey(0)
+    params = {"policy": nets.policy.init(key, np.zeros((1, 2))),
+              "value": nets.value.init(key, np.zeros((1, 2)))}  # fmt: skip
+    act = make_act(nets, Categorical(2), greedy=False)
+    value = lambda p, o: value_output(nets, p, o)  # noqa: E731
+
+    traj = make_jax_rollout(_Counter(), act, 2, 7, 0.9, value)(params, key)
+    np.testing.assert_array_equal(traj.obs[:, 0, 0], [0, 1, 2, 0, 1, 2, 0])
+    np.testing.assert_array_equal(traj.episode_ends[:, 1], [0, 0, 1, 0, 0, 1, 0])
+    v3 = float(value(params, jnp.array([[3.0, 0.0]]))[0])  # the final, not the reset, observation
+    np.testing.assert_allclose(traj.rewards[[2, 5], :], 1 + 0.9 * v3, rtol=1e-6)
+    np.testing.assert_array_equal(traj.rewards[[0, 1, 3, 4, 6], :], 1.0)
+    assert traj.episode_returns[2, 0] == 3.0  # the true sum, never bootstrapped
+    plain = make_jax_rollout(_Counter(), act, 2, 7, 0.9, None)(params, key)
+    np.testing.assert_array_equal(plain.rewards, 1.0)
+    # Terminated episodes (2 steps) end before the limit: nothing to bootstrap.
+    ended = make_jax_rollout(_Counter(1.0), act, 2, 7, 0.9, value)(params, key)
+    np.testing.assert_array_equal(ended.episode_ends[:, 0], [0, 1, 0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(ended.rewards, 1.0)
 
 
 def test_truncation_bootstrap_setting_gives_the_rollouts_a_value_or_none():

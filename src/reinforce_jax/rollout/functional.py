@@ -30,7 +30,9 @@ def make_jax_rollout(
 
     ``act(params, obs, key)`` picks the actions. With ``value(params, obs)`` the reward of a
     truncated (not terminated) step gains ``gamma * V(final obs)``; ``episode_returns`` stay the
-    true sums. ``gamma`` may be given per call (a traced value in a sweep).
+    true sums. ``gamma`` may be given per call (a traced value in a sweep). The window's final
+    observations are kept and valued in one batch after the scan: a value pass inside the loop,
+    on ``num_envs`` rows a step, cost a fifth of the CartPole rollout's time.
     """
     default_gamma = gamma
 
@@ -49,18 +51,15 @@ def make_jax_rollout(
             )
             done = terminated | truncated
             ep_return = ep_return + reward
-            learn_reward = reward
-            if value is not None:
-                learn_reward = bootstrap_truncation(
-                    reward, terminated, truncated, value(params, next_obs), gamma
-                )
             ep_length = ep_length + 1
+            # Bootstrapped after the scan, in one batch; the observation before any reset.
+            ends = (next_obs, terminated, truncated) if value is not None else ()
             reset_state, reset_obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
             pick = lambda r, n: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), r, n)  # noqa: E731
             next_state = jax.tree.map(pick, reset_state, next_state)
             next_obs = pick(reset_obs, next_obs)
             out = Rollout(
-                obs, action, learn_reward, done,
+                obs, action, reward, done,
                 jnp.where(done, ep_return, 0.0), jnp.where(done, ep_length, 0.0),
             )  # fmt: skip
             carry = (
@@ -69,9 +68,16 @@ def make_jax_rollout(
                 jnp.where(done, 0.0, ep_return),
                 jnp.where(done, 0.0, ep_length),
             )
-            return carry, out
+            return carry, (out, ends)
 
-        _, traj = jax.lax.scan(step, (state, obs, zeros, zeros), jax.random.split(key, num_steps))
+        init = (state, obs, zeros, zeros)
+        _, (traj, ends) = jax.lax.scan(step, init, jax.random.split(key, num_steps))
+        if value is not None:
+            final_obs, terminated, truncated = ends
+            v = value(params, final_obs.reshape((-1,) + final_obs.shape[2:]))
+            rewards = bootstrap_truncation(traj.rewards, terminated, truncated,
+                                           v.reshape(truncated.shape), gamma)  # fmt: skip
+            traj = traj._replace(rewards=rewards)
         return traj
 
     return rollout

@@ -22,6 +22,21 @@ from reinforce_jax.errors import ConfigError
 from reinforce_jax.learner import Learner, LearnerState, make_learner
 from reinforce_jax.networks import Networks, init_obs_stats, value_output
 
+# XLA options for programs that run once (a trainer's init), where compile time is all that matters.
+RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def loop_options() -> dict[str, Any] | None:
+    """XLA options for a trainer's chunk program: on the CPU, LLVM's O1 instead of its default.
+
+    Measured on the 2-core CPU (CartPole, Acrobot, Pendulum, MountainCar chunks): it compiles in
+    55-70% of the time (CartPole's 16-seed chunk 2.2 s instead of 3.8 s) and runs as fast or
+    faster (its loops are small kernels that O2's extra passes do not speed up). It changes the
+    low bits of some results (another rounding order), so runs are reproducible under it, not
+    bit-equal to runs compiled before it. Other backends keep XLA's defaults.
+    """
+    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
+
 
 class Agent(NamedTuple):
     networks: Networks

@@ -32,7 +32,14 @@ from reinforce_jax.learner import HYPERPARAMETERS, LearnerState
 from reinforce_jax.networks import update_obs_stats
 from reinforce_jax.rollout.functional import make_jax_rollout
 from reinforce_jax.rollout.trajectory import episode_stats, to_batch
-from reinforce_jax.trainers.common import Agent, build_agent, init_learner, prng_keys
+from reinforce_jax.trainers.common import (
+    RUN_ONCE,
+    Agent,
+    build_agent,
+    init_learner,
+    loop_options,
+    prng_keys,
+)
 from reinforce_jax.trainers.distributed import check_split, seed_split
 from reinforce_jax.trainers.events import (
     Checkpoint,
@@ -45,10 +52,6 @@ from reinforce_jax.trainers.events import (
     restore_state,
 )
 from reinforce_jax.trainers.export_cache import cached_jit, program_key
-
-# XLA options for programs that run once, where compile time is all that matters.
-RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
 
 # Settings that can be traced values, so that one program trains many configurations (a sweep).
 TRACEABLE = (*HYPERPARAMETERS, "gamma")
@@ -129,7 +132,8 @@ def make_compiled_program(
 
     # The export cache's key: the settings that shape both programs, and which are traced.
     key = {**program_key(cfg, env), "traced": list(traced)}
-    chunk = cached_jit(jax.vmap(chunk_one), "chunk", key, donate_argnums=0)
+    chunk = cached_jit(jax.vmap(chunk_one), "chunk", key, donate_argnums=0,
+                       compiler_options=loop_options())  # fmt: skip
     return CompiledProgram(
         # init runs once: optimising its code costs more compile time (~0.6 s) than it saves.
         init=cached_jit(jax.vmap(init), "init", key, compiler_options=RUN_ONCE, feeds=chunk),

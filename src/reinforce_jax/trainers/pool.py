@@ -48,7 +48,13 @@ from reinforce_jax.rollout.pool import (
     make_pool_rollout,
     window_stats,
 )
-from reinforce_jax.trainers.common import build_agent, init_learner, prng_keys
+from reinforce_jax.trainers.common import (
+    RUN_ONCE,
+    build_agent,
+    init_learner,
+    loop_options,
+    prng_keys,
+)
 from reinforce_jax.trainers.events import (
     Checkpoint,
     Done,
@@ -60,8 +66,6 @@ from reinforce_jax.trainers.events import (
     flatten_state,
     restore_state,
 )
-
-RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 class PoolState(NamedTuple):
@@ -221,7 +225,7 @@ class PoolTrainer:
             return jax.vmap(one)(keys)
 
         return (jax.jit(init, compiler_options=RUN_ONCE),
-                jax.jit(chunk, donate_argnums=(1, 2)))  # fmt: skip
+                jax.jit(chunk, donate_argnums=(1, 2), compiler_options=loop_options()))  # fmt: skip
 
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         cfg, spec, agent = self.cfg, self.spec, self.agent
