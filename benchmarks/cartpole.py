@@ -70,7 +70,7 @@ def solve_compiled(seed: int, num_seeds: int, max_steps: int) -> dict:
         overrides={"seed": seed, "num_seeds": num_seeds, "total_steps": max_steps,
                    "stop_when_solved": True},
     )  # fmt: skip
-    trainer = make_compiled_program(cfg, make_jax_env("CartPole-v1"))
+    trainer = make_compiled_program(cfg, make_jax_env("CartPole-v1"), rows=num_seeds)
     state = trainer.init(seed_keys(cfg))
     chunk = trainer.chunk.lower(state).compile()
     ready = time.perf_counter()

@@ -83,6 +83,19 @@ def test_each_seed_of_a_vmapped_run_matches_its_own_run():
     assert metrics["eval_returns"].shape == (3, cfg.eval_episodes)
 
 
+def test_a_one_row_program_takes_and_gives_what_the_batched_one_does():
+    # One row skips the seed vmap (faster to trace); the trainer's bookkeeping must not notice.
+    cfg = make_config("CartPole-v1", overrides=SMALL)
+    env = make_jax_env("CartPole-v1")
+    batched, single = (make_compiled_program(cfg, env, rows=r) for r in (None, 1))
+    state = batched.init(seed_keys(cfg))
+    shapes = [jax.eval_shape(p.chunk.fun, state) for p in (batched, single)]
+    assert jax.tree.structure(shapes[0]) == jax.tree.structure(shapes[1])
+    assert jax.tree.leaves(shapes[0]) == jax.tree.leaves(shapes[1])
+    _, metrics = single.chunk(state)
+    assert metrics["eval_returns"].shape == (1, cfg.eval_episodes)
+
+
 def test_training_improves_cartpole():
     cfg = make_config("CartPole-v1", overrides={"total_steps": 60_000, "eval_episodes": 20})
     events = train_events(cfg, threshold=500.0)
