@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from reinforce_jax.app.cli import main
+from reinforce_jax.config import make_config
 from reinforce_jax.evaluate import summarize_returns, t_quantile_975
 
 
@@ -150,3 +151,39 @@ def test_runs_table_plot_by_episodes_and_per_seed_tensorboard(tmp_path, capsys):
     out = tmp_path / "ep.png"
     assert main(["plot", str(root / "multi"), "--x", "episodes", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
+
+
+def _events(path):
+    """The Event protos of a TensorBoard event file (TFRecord: length, CRC, data, CRC)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    data, events, at = path.read_bytes(), [], 0
+    while at < len(data):
+        (length,) = struct.unpack("<Q", data[at : at + 8])
+        events.append(Event.FromString(data[at + 12 : at + 12 + length]))
+        at += 12 + length + 4
+    return events
+
+
+def test_tensorboard_sink_writes_each_row_as_one_event_and_marks_a_purge(tmp_path):
+    from reinforce_jax.app.sinks import EVAL_NAMES, TRAIN_NAMES, TensorBoardSink
+
+    cfg = make_config("CartPole-v1", overrides={"num_seeds": 2})
+    sink = TensorBoardSink(tmp_path, cfg, purge_step=3000)
+    sink.log([{"seed": s, "env_steps": 1000 * u, "loss": 0.5 * u + s, "episode_return": 9.0}
+              for s in (0, 1) for u in (1, 2)], TRAIN_NAMES)  # fmt: skip
+    sink.log([{"seed": 1, "env_steps": 2000, "eval_mean": 42.0, "eval_std": float("nan")}],
+             EVAL_NAMES)  # fmt: skip
+    sink.close()
+    seed1 = _events(next((tmp_path / "tb" / "seed1").glob("events.out.tfevents.*")))
+    assert seed1[0].file_version == "brain.Event:2"
+    assert seed1[1].step == 3000 and seed1[2].session_log.status == 1  # purge: START at 3000
+    scalars = [(e.step, {v.tag: v.simple_value for v in e.summary.value})
+               for e in seed1 if e.summary.value]  # fmt: skip
+    # Several seeds: each seed's last update of the batch only; NaN is left out.
+    assert scalars == [(2000, {"losses/loss": 2.0, "charts/episodic_return": 9.0}),
+                       (2000, {"eval/mean": 42.0})]  # fmt: skip
+    seed0 = _events(next((tmp_path / "tb" / "seed0").glob("events.out.tfevents.*")))
+    assert any(v.tag.startswith("config") for e in seed0 for v in e.summary.value)
