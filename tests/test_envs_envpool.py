@@ -112,6 +112,7 @@ def test_learn_window_learns_each_step_once_when_its_episode_ends():
     w2 = _steps(np.ones((3, 1)), ends, pending)
     buf, batch, counts = learn_window(buf, w2, 1.0, 1, batch_size=6)
     assert float(counts["learn_steps"][0]) == 5  # the whole 5-step episode, now complete
+    assert float(counts["learn_episodes"][0]) == 1
     used = np.asarray(batch.mask[0]) > 0
     np.testing.assert_allclose(np.asarray(batch.returns[0])[used], [5, 4, 3, 2, 1])
     # the step after the end is still pending; learned steps are not learned again
@@ -128,6 +129,7 @@ def test_reset_only_steps_are_never_learned():
     empty = _steps(np.zeros((2, 1)), np.zeros((2, 1), bool), np.zeros((2, 1), bool))
     _, batch, counts = learn_window(empty, w, 1.0, 1, batch_size=8)
     assert float(counts["learn_steps"][0]) == 3
+    assert float(counts["learn_episodes"][0]) == 2
     used = np.asarray(batch.mask[0]) > 0
     assert 1.0 not in np.asarray(batch.obs[0, :, 0])[used]  # obs index 1 is the reset-only step
 

@@ -4,6 +4,7 @@ without envpool)."""
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 from tests.helpers import train_events
@@ -12,6 +13,8 @@ from reinforce_jax.config import make_config
 from reinforce_jax.envs import env_spec
 from reinforce_jax.envs import envpool as pools
 from reinforce_jax.trainers import build_trainer, resolve_trainer
+from reinforce_jax.trainers.events import Checkpoint
+from reinforce_jax.trainers.pool import step_scale
 
 needs_envpool = pytest.mark.skipif(not pools.available(), reason="envpool not installed")
 
@@ -96,3 +99,51 @@ def test_resume_restores_the_learner_and_starts_fresh_episodes():
     updates = [r["update"] for e in resumed if "train" in e for r in e["train"]]
     assert updates == [5, 6, 7, 8]
     assert resumed[-1]["done"]["env_steps"] == full[-1]["done"]["env_steps"]
+
+
+def test_step_scale_shrinks_updates_learned_from_few_episodes():
+    counts = {"learn_steps": np.array([0.0, 300.0, 900.0, 2000.0]),
+              "learn_episodes": np.array([0.0, 1.0, 3.0, 9.0])}  # fmt: skip
+    np.testing.assert_allclose(step_scale(counts, 0), [0, 1, 1, 1])  # off: a full step or none
+    np.testing.assert_allclose(step_scale(counts, 4), [0, 0.25, 0.75, 1])
+
+
+@needs_envpool
+def test_min_episodes_scales_each_seeds_step_by_its_finished_episodes():
+    base = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 2})
+    kernel = lambda events: np.asarray(  # noqa: E731
+        events[-1]["done"]["params"]["policy"]["params"]["Dense_0"]["kernel"]
+    )
+    runs = {m: train_events(base.replace(min_episodes=m), threshold=10_000.0)
+            for m in (0, 1, 1000, 10**9)}  # fmt: skip
+    rows = [r for e in runs[1000] if "train" in e for r in e["train"]]
+    assert any(r["learn_episodes"] > 0 for r in rows)
+    for r in rows:  # at most 4 envs x 50 steps / 10 steps per episode end in a window
+        assert r["step_scale"] == pytest.approx(r["learn_episodes"] / 1000)
+    # one finished episode is enough for a full step; 10**9 barely moves from the start
+    np.testing.assert_allclose(kernel(runs[1]), kernel(runs[0]), atol=1e-5)
+    start = kernel(runs[10**9])
+    assert np.abs(kernel(runs[1000]) - start).max() < 0.05 * np.abs(kernel(runs[0]) - start).max()
+
+
+@needs_envpool
+def test_stop_when_solved_freezes_a_solved_seed_at_the_parameters_that_passed():
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 2, "seed": 3,
+                                                "stop_when_solved": True, "obs_norm": True})  # fmt: skip
+    full = train_events(cfg, threshold=10_000.0)
+    ckpt = [e["checkpoint"] for e in full if "checkpoint" in e][1]
+    # resume as if seed 3 had passed its solve check at that checkpoint
+    solved = Checkpoint(ckpt.evaluations, ckpt.state, {"solved_at": {"3": {"update": 4}}})
+    events = train_events(cfg, threshold=10_000.0, resume=solved)
+    kernel = np.asarray(events[-1]["done"]["params"]["policy"]["params"]["Dense_0"]["kernel"])
+    at_solve = [leaf for leaf in ckpt.state.values() if leaf.shape == kernel.shape]
+    assert any(np.array_equal(leaf[0], kernel[0]) for leaf in at_solve)  # seed 3: unchanged
+    assert not any(np.array_equal(leaf[1], kernel[1]) for leaf in at_solve)  # seed 4 learned on
+    # the observation statistics it passed with are frozen too
+    stats = [np.asarray(x) for x in jax.tree.leaves(events[-1]["done"]["params"]["obs_norm"])]
+    saved = list(ckpt.state.values())
+    for x in stats:
+        assert any(y.shape == x.shape and np.array_equal(y[0], x[0]) for y in saved)
+        assert not any(y.shape == x.shape and np.array_equal(y[1], x[1]) for y in saved)
+    rows = [r for e in events if "train" in e for r in e["train"]]
+    assert all(r["step_scale"] == 0 for r in rows if r["seed"] == 3)

@@ -67,6 +67,11 @@ class Config:
     lr_schedule: str = _f("constant", "constant | linear (decays to 0 over lr_decay_steps)")
     lr_decay_steps: int = _f(0, "environment steps of the linear decay; 0 = total_steps")
     max_grad_norm: float = _f(0.0, "global-norm gradient clipping; 0 disables")
+    min_episodes: int = _f(
+        0,
+        "envpool trainer: an update learning from fewer finished episodes than this takes a "
+        "proportionally smaller step (episodes / min_episodes of it); 0 = off",
+    )
     # --- batched trainers (compiled and host) -----------------------------------------------
     num_envs: int = _f(16, "parallel environments per seed")
     rollout_steps: int = _f(500, "steps per environment per update (the update's window)")
@@ -76,8 +81,8 @@ class Config:
     eval_greedy: bool = _f(True, "greedy evaluation (the distribution's mode); false samples")
     stop_when_solved: bool = _f(
         False,
-        "stop once every seed has met the solve check (compiled: each seed stops at its own "
-        "solve, keeping the parameters that passed)",
+        "stop once every seed has met the solve check (compiled and envpool: each seed stops "
+        "learning at its own solve, keeping the parameters that passed)",
     )
     # --- the notebook's procedure (trainer = notebook) --------------------------------------
     num_episodes: int = _f(2500, "training episodes")
@@ -280,7 +285,7 @@ _CHOICES = {
     "lr_schedule": ("constant", "linear"),
     "action_bounds": ("squash", "clip"),
 }
-_NON_NEGATIVE_INTS = ("lr_decay_steps", "entropy_decay_steps")
+_NON_NEGATIVE_INTS = ("lr_decay_steps", "entropy_decay_steps", "min_episodes")
 _POSITIVE_INTS = (
     "num_seeds", "num_envs", "rollout_steps", "total_steps", "eval_every", "eval_episodes",
     "num_episodes", "buffer_size", "batch_size", "learn_steps_per_episode", "eval_every_episodes",

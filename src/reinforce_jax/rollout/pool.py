@@ -174,8 +174,9 @@ def learn_window(
     The steps whose episode has ended and that were not yet learned are packed, in time order,
     into a batch of ``batch_size`` rows per seed (padding masked out; steps beyond it stay pending
     for the next update). Returns the new buffer (the last ``carry`` steps), the learner's batch
-    with a leading seed axis (``[K, batch_size, ...]``) and per-seed counts ``learn_steps`` and
-    ``dropped_steps`` (pending steps that left the buffer unlearned).
+    with a leading seed axis (``[K, batch_size, ...]``) and per-seed counts ``learn_steps``,
+    ``learn_episodes`` (episodes whose last step is in the batch) and ``dropped_steps`` (pending
+    steps that left the buffer unlearned).
     """
     carry = buffer.rewards.shape[0]
     joined = jax.tree.map(lambda a, b: jnp.concatenate([a, b], 0), buffer, steps)
@@ -207,8 +208,10 @@ def learn_window(
     pending = joined.pending & ~taken
     keep = length - carry
     new_buffer = jax.tree.map(lambda x: x[keep:], joined._replace(pending=pending))
+    ended = take(seed_major(joined.ends), idx) & used  # the batch's episodes end there
     counts = {
         "learn_steps": jnp.sum(batch.mask, axis=1),
+        "learn_episodes": jnp.sum(ended.astype(jnp.float32), axis=1),
         "dropped_steps": jnp.sum(seed_major(pending[:keep]).astype(jnp.float32), axis=1),
     }
     return new_buffer, batch, counts

@@ -18,6 +18,13 @@ while its greedy twin hovers near 0, and the reverse). The solve check itself is
 greedy episodes with mean >= threshold. The last chunk always evaluates. ``reinforce evaluate``
 re-judges any policy on gymnasium's own environments.
 
+**Stopping at a solve.** With ``stop_when_solved`` a seed stops learning at its first solve and
+keeps the parameters that passed, as with the compiled trainer (its environments still step: the
+pool is shared); its pre-check no longer opens full evaluations for the others.
+
+**Small updates.** ``min_episodes`` (0 = off) scales an update's step by
+``min(1, episodes / min_episodes)``, the episodes being those whose last step is in its batch.
+
 **Resume.** envpool cannot save its environments' state: a resumed run restores learner, keys and
 counters exactly and starts fresh episodes (the pool reseeded from the run's seed and the chunk),
 like the host trainer; the episodes in flight and the carried steps at the checkpoint are lost.
@@ -95,6 +102,18 @@ def precheck_gate(threshold: float | None) -> float:
     return threshold - 0.15 * abs(threshold)
 
 
+def step_scale(counts: dict[str, jax.Array], min_episodes: int) -> jax.Array:
+    """Fraction of its optimiser step each seed's update takes: 0 where no step was learned, else
+    ``min(1, learn_episodes / min_episodes)`` (1 when ``min_episodes`` is 0). An update learned
+    from one or two finished episodes is a noisy estimate of the policy gradient, yet Adam with
+    standardised advantages would give it a full step; this shrinks it in proportion."""
+    has = counts["learn_steps"] > 0
+    if not min_episodes:
+        return has.astype(jnp.float32)
+    fraction = jnp.minimum(1.0, counts["learn_episodes"] / min_episodes)
+    return jnp.where(has, fraction, 0.0).astype(jnp.float32)
+
+
 def _seeds(seed: int, chunk: int) -> tuple[int, int]:
     """Training-pool and evaluation-pool seeds, from the run's seed and the chunk it starts at."""
     train, evaluation, pre = np.random.SeedSequence([seed, chunk]).generate_state(3)
@@ -155,33 +174,45 @@ class PoolTrainer:
         gate, pre_gate = self.gate, self.pre_gate
 
         def update(c, _):
-            handle, state, carry = c
+            handle, state, carry, frozen = c
             split = jax.vmap(lambda key: jax.random.split(key))(state.key)
             key, rollout_keys = split[:, 0], split[:, 1]
             learner = state.learner
             handle, carry, steps, stats = rollout(handle, carry, learner.params, rollout_keys)
             if cfg.obs_norm:
                 obs = steps.obs.reshape((-1, k, cfg.num_envs) + steps.obs.shape[2:])
-                new = jax.vmap(update_obs_stats, in_axes=(0, 1))(learner.params["obs_norm"], obs)
+                old = learner.params["obs_norm"]
+                new = jax.vmap(update_obs_stats, in_axes=(0, 1))(old, obs)
+                new = jax.tree.map(  # a frozen seed keeps the statistics its policy passed with
+                    lambda n, o: jnp.where(frozen.reshape(frozen.shape + (1,) * (n.ndim - 1)), o, n),
+                    new, old,
+                )  # fmt: skip
                 learner = learner._replace(params={**learner.params, "obs_norm": new})
             buffer, batch, counts = learn_window(carry.buffer, steps, cfg.gamma, k, self.batch_size)
             updated, metrics = v_update(learner, batch)
-            # A window in which no episode ended has nothing to learn: no optimiser step either.
-            has = counts["learn_steps"] > 0
-            keep = lambda new, old: jnp.where(
-                has.reshape(has.shape + (1,) * (new.ndim - 1)), new, old
-            )  # noqa: E731
-            learner = updated._replace(params=jax.tree.map(keep, updated.params, learner.params),
+            # A window in which no episode ended has nothing to learn: no optimiser step either;
+            # nor does a seed frozen at its solve (stop_when_solved).
+            has = (counts["learn_steps"] > 0) & ~frozen
+            scale = jnp.where(frozen, 0.0, step_scale(counts, cfg.min_episodes))
+            per_seed = lambda x, like: x.reshape(x.shape + (1,) * (like.ndim - 1))  # noqa: E731
+            keep = lambda new, old: jnp.where(per_seed(has, new), new, old)  # noqa: E731
+            if cfg.min_episodes:  # a fraction of the step: old + scale * (new - old)
+                move = lambda new, old: old + per_seed(scale, new) * (new - old)  # noqa: E731
+            else:
+                move = keep
+            learner = updated._replace(params=jax.tree.map(move, updated.params, learner.params),
                                        opt_state=jax.tree.map(keep, updated.opt_state,
                                                               learner.opt_state))  # fmt: skip
+            metrics["step_scale"] = scale
             metrics.update(counts)
             metrics.update(window_stats(stats, k))
-            return (handle, PoolState(learner, key), carry._replace(buffer=buffer)), metrics
+            out = (handle, PoolState(learner, key), carry._replace(buffer=buffer), frozen)
+            return out, metrics
 
-        def chunk(handles, state, carry, eval_obs, pre_obs, force):
+        def chunk(handles, state, carry, eval_obs, pre_obs, force, frozen):
             handle, eval_handle, pre_handle = handles
-            (handle, state, carry), metrics = jax.lax.scan(
-                update, (handle, state, carry), None, length=cfg.eval_every
+            (handle, state, carry, _), metrics = jax.lax.scan(
+                update, (handle, state, carry, frozen), None, length=cfg.eval_every
             )
             split = jax.vmap(lambda key: jax.random.split(key, 3))(state.key)
             key, eval_keys, pre_keys = split[:, 0], split[:, 1], split[:, 2]
@@ -199,7 +230,7 @@ class PoolTrainer:
                 eval_handle, pre_handle = hs
                 pre_handle, pre = pre_evaluate(pre_handle, pre_obs, params, pre_keys)
                 return jax.lax.cond(
-                    jnp.any(jnp.mean(pre, axis=1) >= pre_gate),
+                    jnp.any((jnp.mean(pre, axis=1) >= pre_gate) & ~frozen),
                     lambda h: (*full(h)[:2], pre),
                     lambda h: (h, nan, pre),
                     (eval_handle, pre_handle),
@@ -253,6 +284,9 @@ class PoolTrainer:
         carry = init_carry(obs, self.carry_steps, agent.dist.action_shape, agent.dist.action_dtype)
         seeds = list(range(cfg.seed, cfg.seed + k))
         all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(seeds)  # noqa: E731
+        # stop_when_solved: a seed stops learning at its first solve and keeps the parameters that
+        # passed (its environments still step: the pool is shared), as the compiled trainer does.
+        frozen = lambda: np.array([cfg.stop_when_solved and str(s) in solved_at for s in seeds])  # noqa: E731
         stop_reason = f"the budget of {self.env_steps_budget:,} env steps per seed is spent"
         num_chunks = self.total // cfg.eval_every
         chunk = first_chunk
@@ -269,6 +303,7 @@ class PoolTrainer:
                     jnp.asarray(eval_obs, jnp.float32),
                     jnp.asarray(pre_obs, jnp.float32),
                     jnp.asarray(force),
+                    jnp.asarray(frozen()),
                 )
                 metrics = jax.device_get(metrics)
                 wall = time.perf_counter() - start
