@@ -187,3 +187,16 @@ def test_tensorboard_sink_writes_each_row_as_one_event_and_marks_a_purge(tmp_pat
                        (2000, {"eval/mean": 42.0})]  # fmt: skip
     seed0 = _events(next((tmp_path / "tb" / "seed0").glob("events.out.tfevents.*")))
     assert any(v.tag.startswith("config") for e in seed0 for v in e.summary.value)
+
+
+def test_tensorboard_sink_flushes_on_a_clock_not_per_row(tmp_path, monkeypatch):
+    from reinforce_jax.app.sinks import TRAIN_NAMES, TensorBoardSink
+
+    sink = TensorBoardSink(tmp_path, make_config("CartPole-v1"))
+    path = next((tmp_path / "tb").glob("events.out.tfevents.*"))
+    sink.log([{"env_steps": 100, "loss": 1.0}], TRAIN_NAMES)
+    assert not any(e.summary.value for e in _events(path) if e.step == 100)  # buffered
+    monkeypatch.setattr(TensorBoardSink, "FLUSH_SECS", 0.0)
+    sink.log([{"env_steps": 200, "loss": 2.0}], TRAIN_NAMES)
+    assert [e.step for e in _events(path) if e.summary.value and e.step] == [100, 200]
+    sink.close()
