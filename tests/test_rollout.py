@@ -87,13 +87,18 @@ class _Fake(gym.Env):
 gym.register("ReinforceJaxFake-v0", entry_point=_Fake, max_episode_steps=3)
 
 
-def test_truncation_bootstraps_with_the_value_of_the_final_observation():
+def _agent(obs_dim: int):
+    """A small policy and value net for ``obs_dim`` observations: ``(params, act, value, key)``."""
     nets = make_networks(2, (8,), with_value=True)
     key = jax.random.PRNGKey(0)
-    params = {"policy": nets.policy.init(key, np.zeros((1, 1))),
-              "value": nets.value.init(key, np.zeros((1, 1)))}  # fmt: skip
-    act = make_act(nets, Categorical(2), greedy=False)
+    params = {"policy": nets.policy.init(key, np.zeros((1, obs_dim))),
+              "value": nets.value.init(key, np.zeros((1, obs_dim)))}  # fmt: skip
     value = lambda p, o: value_output(nets, p, o)  # noqa: E731
+    return params, make_act(nets, Categorical(2), greedy=False), value, key
+
+
+def test_truncation_bootstraps_with_the_value_of_the_final_observation():
+    params, act, value, key = _agent(1)
     for bootstrap in (True, False):
         envs = GymnasiumVectorEnv("ReinforceJaxFake-v0", 2)
         src = HostRollout(envs, act, 7, 0.9, seed=0, value=value if bootstrap else None)
@@ -102,7 +107,7 @@ def test_truncation_bootstraps_with_the_value_of_the_final_observation():
         np.testing.assert_array_equal(window.obs[:, 0, 0], [0, 1, 2, 0, 1, 2, 0])
         np.testing.assert_array_equal(window.ends[:, 0], [0, 0, 1, 0, 0, 1, 0])
         assert window.episode_returns == [3.0] * 4 and window.episode_lengths == [3] * 4
-        v3 = float(nets.value.apply(params["value"], np.array([[3.0]]))[0])
+        v3 = float(value(params, np.array([[3.0]]))[0])
         expected = 1 + 0.9 * v3 if bootstrap else 1.0
         np.testing.assert_allclose(window.rewards[[2, 5], 0], expected, rtol=1e-6)
         np.testing.assert_array_equal(window.rewards[[0, 1, 3, 4, 6], 0], 1.0)
@@ -130,13 +135,7 @@ class _Counter:
 def test_jax_rollout_bootstraps_truncated_steps_with_the_final_observation():
     from reinforce_jax.rollout.functional import make_jax_rollout
 
-    nets = make_networks(2, (8,), with_value=True)
-    key = jax.random.PRNGKey(0)
-    params = {"policy": nets.policy.init(key, np.zeros((1, 2))),
-              "value": nets.value.init(key, np.zeros((1, 2)))}  # fmt: skip
-    act = make_act(nets, Categorical(2), greedy=False)
-    value = lambda p, o: value_output(nets, p, o)  # noqa: E731
-
+    params, act, value, key = _agent(2)
     traj = make_jax_rollout(_Counter(), act, 2, 7, 0.9, value)(params, key)
     np.testing.assert_array_equal(traj.obs[:, 0, 0], [0, 1, 2, 0, 1, 2, 0])
     np.testing.assert_array_equal(traj.episode_ends[:, 1], [0, 0, 1, 0, 0, 1, 0])
