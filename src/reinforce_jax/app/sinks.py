@@ -57,8 +57,14 @@ class TensorBoardSink:
     FLUSH_SECS = 5.0  # a flush per row and seed cost more than the writes (64 seeds)
 
     def __init__(self, path: Path, cfg: Config, purge_step: int | None = None):
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.proto.summary_pb2 import Summary
         from tensorboardX.summary import text
 
+        # Imported here, not at module level: `reinforce runs` and friends never need them.
+        self.EventsWriter, self.Event, self.SessionLog, self.Summary = (
+            EventsWriter, Event, SessionLog, Summary)  # fmt: skip
         self.flushed = time.monotonic()
         # On resume, TensorBoard drops what the killed process logged after the checkpoint.
         self.purge_step = purge_step
@@ -70,12 +76,10 @@ class TensorBoardSink:
 
     def _writer(self, seed: int) -> Any:
         if seed not in self.writers:
-            from tensorboardX.event_file_writer import EventsWriter
-            from tensorboardX.proto.event_pb2 import Event, SessionLog
-
+            Event, SessionLog = self.Event, self.SessionLog
             logdir = self.root / f"seed{seed}" if self.multi else self.root
             logdir.mkdir(parents=True, exist_ok=True)
-            writer = EventsWriter(str(logdir / "events"))
+            writer = self.EventsWriter(str(logdir / "events"))
             if self.purge_step is not None:  # what SummaryWriter(purge_step=...) writes
                 writer.write_event(Event(step=self.purge_step, file_version="brain.Event:2"))
                 writer.write_event(Event(step=self.purge_step,
@@ -84,13 +88,11 @@ class TensorBoardSink:
         return self.writers[seed]
 
     def _write(self, seed: int, step: int, summary: Any) -> None:
-        from tensorboardX.proto.event_pb2 import Event
-
-        self._writer(seed).write_event(Event(wall_time=time.time(), step=step, summary=summary))
+        event = self.Event(wall_time=time.time(), step=step, summary=summary)
+        self._writer(seed).write_event(event)
 
     def log(self, rows: list[dict[str, Any]], names: dict[str, str]) -> None:
-        from tensorboardX.proto.summary_pb2 import Summary
-
+        Summary = self.Summary
         if self.multi and names is TRAIN_NAMES:
             # Many seeds: each seed's last update of the event only, so logging stays a small
             # fraction of training whatever the seed count (train.jsonl keeps every update).

@@ -175,6 +175,7 @@ class PoolTrainer:
 
         def update(c, _):
             handle, state, carry, frozen = c
+            per_seed = lambda x, like: x.reshape(x.shape + (1,) * (like.ndim - 1))  # noqa: E731
             split = jax.vmap(lambda key: jax.random.split(key))(state.key)
             key, rollout_keys = split[:, 0], split[:, 1]
             learner = state.learner
@@ -183,10 +184,8 @@ class PoolTrainer:
                 obs = steps.obs.reshape((-1, k, cfg.num_envs) + steps.obs.shape[2:])
                 old = learner.params["obs_norm"]
                 new = jax.vmap(update_obs_stats, in_axes=(0, 1))(old, obs)
-                new = jax.tree.map(  # a frozen seed keeps the statistics its policy passed with
-                    lambda n, o: jnp.where(frozen.reshape(frozen.shape + (1,) * (n.ndim - 1)), o, n),
-                    new, old,
-                )  # fmt: skip
+                # A frozen seed keeps the statistics its policy passed with.
+                new = jax.tree.map(lambda n, o: jnp.where(per_seed(frozen, n), o, n), new, old)
                 learner = learner._replace(params={**learner.params, "obs_norm": new})
             buffer, batch, counts = learn_window(carry.buffer, steps, cfg.gamma, k, self.batch_size)
             updated, metrics = v_update(learner, batch)
@@ -194,7 +193,6 @@ class PoolTrainer:
             # nor does a seed frozen at its solve (stop_when_solved).
             has = (counts["learn_steps"] > 0) & ~frozen
             scale = jnp.where(frozen, 0.0, step_scale(counts, cfg.min_episodes))
-            per_seed = lambda x, like: x.reshape(x.shape + (1,) * (like.ndim - 1))  # noqa: E731
             keep = lambda new, old: jnp.where(per_seed(has, new), new, old)  # noqa: E731
             if cfg.min_episodes:  # a fraction of the step: old + scale * (new - old)
                 move = lambda new, old: old + per_seed(scale, new) * (new - old)  # noqa: E731
