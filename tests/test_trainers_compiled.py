@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import jax
 import numpy as np
@@ -203,6 +204,35 @@ def test_stop_when_solved_stops_each_seed_at_its_solve_and_packs_the_rest():
         kept = params[at if at is not None else max(params)]
         for x, y in zip(jax.tree.leaves(final), jax.tree.leaves(kept), strict=True):
             np.testing.assert_array_equal(np.asarray(x)[i], np.asarray(y)[i])
+
+
+def test_groups_in_threads_give_the_numbers_of_groups_one_after_another(monkeypatch):
+    # 18 seeds in 3 groups: called from 3 threads at once, or one after another on one thread.
+    import reinforce_jax.trainers.compiled as compiled
+
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 18})
+    callers, call = set(), compiled._GroupRunner._call
+
+    def recorded(self, rows):
+        callers.add(threading.current_thread().name)
+        return call(self, rows)
+
+    monkeypatch.setattr(compiled._GroupRunner, "_call", recorded)
+    runs = []
+    for cores in (3, 1):
+        monkeypatch.setattr(compiled, "usable_cores", lambda cores=cores: cores)
+        runs.append(train_events(cfg, threshold=500.0))
+    threaded, serial = runs
+    assert len({c for c in callers if c.startswith("reinforce-jax-group")}) > 1  # ran at once
+    assert len(threaded) == len(serial)
+    for a, b in zip(threaded, serial, strict=True):
+        for kind in ("train", "eval"):
+            if kind in a:
+                _same_rows(a[kind], b[kind])
+    for x, y in zip(jax.tree.leaves(threaded[-1]["done"]["params"]),
+                    jax.tree.leaves(serial[-1]["done"]["params"]), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(x, y)
+    assert not [t for t in threading.enumerate() if t.name.startswith("reinforce-jax-group")]
 
 
 def test_a_packed_run_resumes_exactly():

@@ -18,13 +18,13 @@ envpool has Linux x86-64 wheels only; :func:`available` says whether it can be u
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import Any
 
 import numpy as np
 
 from reinforce_jax.envs.spec import Box, Discrete, EnvSpec
 from reinforce_jax.errors import ConfigError
+from reinforce_jax.system import usable_cores
 
 # gymnasium ids with an envpool twin (same dynamics, same time limit, same action space).
 # envpool's LunarLanderContinuous clips its float actions into [-1, 1], as gymnasium's does.
@@ -53,11 +53,7 @@ def has_pool(spec: EnvSpec) -> bool:
 
 def default_threads(num_envs: int) -> int:
     """One worker thread per core this process may use, at most one per environment."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, num_envs))
+    return max(1, min(usable_cores(), num_envs))
 
 
 def check(spec: EnvSpec) -> None:
