@@ -171,3 +171,26 @@ def test_log_std_is_clipped_and_gradients_flow():
         params_for([0.1, 0.2], [0.0, -1.0])
     )
     assert np.all(np.isfinite(grad)) and np.all(grad != 0)
+
+
+def test_sampling_in_two_halves_draws_what_one_call_does():
+    # Rollouts draw a window's noise before their loop: noise + sample_from must be sample, and
+    # the categorical one must be jax.random.categorical's own draw (the notebook's sampler).
+    key = jax.random.PRNGKey(7)
+    logits = jax.random.normal(jax.random.PRNGKey(1), (64, 4))
+    cat = Categorical(4)
+    want = jax.random.categorical(key, logits)
+    np.testing.assert_array_equal(cat.sample(key, logits), want)
+    np.testing.assert_array_equal(cat.sample_from(logits, cat.noise(key, (64,))), want)
+    assert len(set(np.asarray(want).tolist())) > 1  # not a constant
+    for space in (PENDULUM, SKEWED):
+        for bounds in ("squash", "clip"):
+            g = Gaussian(space, bounds)
+            params = jax.random.normal(jax.random.PRNGKey(2), (5, 3, g.num_params))
+            a = g.sample(key, params)
+            np.testing.assert_array_equal(g.sample_from(params, g.noise(key, (5, 3))), a)
+            assert a.shape == (5, 3, *space.shape)
+            mu, log_std = g._split(params)
+            u = mu + jnp.exp(log_std) * jax.random.normal(key, mu.shape)  # the reference draw
+            if bounds == "clip":
+                np.testing.assert_array_equal(a.reshape(u.shape), u)

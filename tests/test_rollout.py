@@ -151,6 +151,46 @@ def test_jax_rollout_bootstraps_truncated_steps_with_the_final_observation():
     np.testing.assert_array_equal(ended.rewards, 1.0)
 
 
+def test_jax_rollout_draws_the_numbers_of_a_per_step_draw():
+    # The rollout draws a window's randomness before its loop; a reference that draws each step's
+    # inside the loop, from the same keys (act, environment, reset), must give the same window.
+    from reinforce_jax.envs import make_jax_env
+    from reinforce_jax.rollout.functional import make_jax_rollout
+
+    env = make_jax_env("CartPole-v1")
+    nets = make_networks(2, (8,))
+    params = {"policy": nets.policy.init(jax.random.PRNGKey(0), np.zeros((1, 4)))}
+    act = make_act(nets, Categorical(2), greedy=False)
+    n, steps, key = 3, 60, jax.random.PRNGKey(5)
+
+    def reference(key):
+        key, reset_key = jax.random.split(key)
+        state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, n))
+
+        def step(carry, step_key):
+            state, obs = carry
+            act_key, env_key, reset_key = jax.random.split(step_key, 3)
+            action = act(params, obs, act_key)
+            state, next_obs, reward, term, trunc = jax.vmap(env.step)(
+                jax.random.split(env_key, n), state, action
+            )
+            done = term | trunc
+            fresh_state, fresh_obs = jax.vmap(env.reset)(jax.random.split(reset_key, n))
+            pick = lambda r, x: jnp.where(done.reshape(done.shape + (1,) * (x.ndim - 1)), r, x)  # noqa: E731
+            return (jax.tree.map(pick, fresh_state, state), pick(fresh_obs, next_obs)), (
+                obs, action, done)  # fmt: skip
+
+        _, out = jax.lax.scan(step, (state, obs), jax.random.split(key, steps))
+        return out
+
+    obs, actions, done = jax.jit(reference)(key)
+    traj = jax.jit(make_jax_rollout(env, act, n, steps, 0.99))(params, key)
+    assert int(done.sum()) >= 3  # episodes ended and were reset inside the window
+    np.testing.assert_array_equal(traj.obs, obs)
+    np.testing.assert_array_equal(traj.actions, actions)
+    np.testing.assert_array_equal(traj.episode_ends, done)
+
+
 def test_truncation_bootstrap_setting_gives_the_rollouts_a_value_or_none():
     # Every trainer's rollout bootstraps with ``agent.value`` (the test above: None = no
     # bootstrap), so the setting switches all of them.

@@ -1,7 +1,9 @@
 r"""Action distributions as values: the policy network outputs their parameters.
 
 A :class:`Distribution` bundles pure functions of the network's output (rlax's and rejax's shape):
-``sample(key, params)``, ``mode(params)`` (greedy evaluation), ``log_prob(params, action)`` and
+``sample(key, params)`` (also in two halves, ``noise(key, batch_shape)`` then
+``sample_from(params, noise)``, so that a rollout can draw a whole window's randomness before its
+loop), ``mode(params)`` (greedy evaluation), ``log_prob(params, action)`` and
 ``entropy(params)``; all work on any leading batch axes. :func:`for_action_space` picks one from
 an environment's action space, so trainers, rollouts and evaluation never branch on it:
 :class:`Categorical` for ``Discrete`` actions, :class:`Gaussian` for ``Box`` actions.
@@ -31,6 +33,10 @@ class Distribution(Protocol):
 
     def sample(self, key: chex.PRNGKey, params: chex.Array) -> Array: ...
 
+    def noise(self, key: chex.PRNGKey, batch_shape: tuple[int, ...]) -> Array: ...
+
+    def sample_from(self, params: chex.Array, noise: chex.Array) -> Array: ...
+
     def mode(self, params: chex.Array) -> Array: ...
 
     def log_prob(self, params: chex.Array, action: chex.Array) -> Array: ...
@@ -48,8 +54,17 @@ class Categorical:
         self.num_params = n
 
     def sample(self, key: chex.PRNGKey, logits: chex.Array) -> Array:
-        """One action per row of ``logits`` (Gumbel-max, ``jax.random.categorical``)."""
-        return jax.random.categorical(key, logits)
+        """One action per row of ``logits`` (Gumbel-max, as ``jax.random.categorical``)."""
+        return self.sample_from(logits, self.noise(key, logits.shape[:-1]))
+
+    def noise(self, key: chex.PRNGKey, batch_shape: tuple[int, ...]) -> Array:
+        """The randomness of ``sample`` for rows of shape ``batch_shape``: Gumbel(0, 1) noise
+        ``[*batch_shape, n]``, drawn as ``jax.random.categorical`` draws it."""
+        return jax.random.gumbel(key, (*batch_shape, self.num_params), jnp.float32)
+
+    def sample_from(self, logits: chex.Array, noise: chex.Array) -> Array:
+        r""":math:`\arg\max_a (g_a + z_a)` for Gumbel noise :math:`g` from :meth:`noise`."""
+        return jnp.argmax(noise + logits, axis=-1)
 
     def mode(self, logits: chex.Array) -> Array:
         r""":math:`\arg\max_a z_a`."""
@@ -164,8 +179,18 @@ class Gaussian:
     # -- the distribution -------------------------------------------------------------------------
     def sample(self, key: chex.PRNGKey, params: chex.Array) -> Array:
         """One action per row of ``params``: ``[..., *action_shape]`` float32."""
+        return self.sample_from(params, self.noise(key, params.shape[:-1]))
+
+    def noise(self, key: chex.PRNGKey, batch_shape: tuple[int, ...]) -> Array:
+        """The randomness of ``sample`` for rows of shape ``batch_shape``: standard normal
+        ``[*batch_shape, d]``."""
+        return jax.random.normal(key, (*batch_shape, self.dim), jnp.float32)
+
+    def sample_from(self, params: chex.Array, noise: chex.Array) -> Array:
+        r""":math:`\mu + \sigma \odot \epsilon`, bounded, for ``noise`` :math:`\epsilon` from
+        :meth:`noise`."""
         mu, log_std = self._split(params)
-        u = mu + jnp.exp(log_std) * jax.random.normal(key, mu.shape, jnp.float32)
+        u = mu + jnp.exp(log_std) * noise
         if self.bounds == "squash":  # the clip only removes float32 rounding past the bounds
             u = jnp.clip(self.center + self.half * jnp.tanh(u), self.low, self.high)
         return self._shaped(u)

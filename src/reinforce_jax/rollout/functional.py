@@ -12,14 +12,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from reinforce_jax.agent import Act
+from reinforce_jax.agent import PolicyAct
 from reinforce_jax.envs.functional import FunctionalEnv
 from reinforce_jax.rollout.trajectory import Rollout, bootstrap_truncation
 
 
 def make_jax_rollout(
     env: FunctionalEnv,
-    act: Act,
+    act: PolicyAct,
     num_envs: int,
     num_steps: int,
     gamma: float,
@@ -28,7 +28,9 @@ def make_jax_rollout(
     """``rollout(params, key, gamma=gamma)``: reset ``num_envs`` environments, step them
     ``num_steps`` times.
 
-    ``act(params, obs, key)`` picks the actions. With ``value(params, obs)`` the reward of a
+    ``act`` picks the actions; its randomness (:meth:`~reinforce_jax.agent.PolicyAct.noise`)
+    and the environments' (step keys, the states that reset an ended episode) are drawn for the
+    whole window before the loop, the numbers a per-step draw gives. With ``value(params, obs)`` the reward of a
     truncated (not terminated) step gains ``gamma * V(final obs)``; ``episode_returns`` stay the
     true sums. ``gamma`` may be given per call (a traced value in a sweep). The window's final
     observations are kept and valued in one batch after the scan: a value pass inside the loop,
@@ -36,16 +38,26 @@ def make_jax_rollout(
     """
     default_gamma = gamma
 
+    def draws(step_key: jax.Array) -> tuple[jax.Array, jax.Array, Any, jax.Array]:
+        """A step's randomness: action noise, environment keys, and the reset states and
+        observations that replace an ended episode (drawn whether used or not)."""
+        act_key, env_key, reset_key = jax.random.split(step_key, 3)
+        reset_state, reset_obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
+        return (act.noise(act_key, (num_envs,)), jax.random.split(env_key, num_envs),
+                reset_state, reset_obs)  # fmt: skip
+
     def rollout(params: Any, key: jax.Array, gamma: Any = default_gamma) -> Rollout:
         key, reset_key = jax.random.split(key)
         state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
         zeros = jnp.zeros((num_envs,), jnp.float32)
+        # The whole window's randomness in one batched draw before the loop: the same numbers as
+        # drawing each step's inside it, without a PRNG call per step.
+        randomness = jax.vmap(draws)(jax.random.split(key, num_steps))
 
-        def step(carry, step_key):
+        def step(carry, drawn):
             state, obs, ep_return, ep_length = carry
-            act_key, env_key, reset_key = jax.random.split(step_key, 3)
-            action = act(params, obs, act_key)
-            env_keys = jax.random.split(env_key, num_envs)
+            noise, env_keys, reset_state, reset_obs = drawn
+            action = act.from_noise(params, obs, noise)
             next_state, next_obs, reward, terminated, truncated = jax.vmap(env.step)(
                 env_keys, state, action
             )
@@ -54,7 +66,6 @@ def make_jax_rollout(
             ep_length = ep_length + 1
             # Bootstrapped after the scan, in one batch; the observation before any reset.
             ends = (next_obs, terminated, truncated) if value is not None else ()
-            reset_state, reset_obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
             pick = lambda r, n: jnp.where(done.reshape(done.shape + (1,) * (n.ndim - 1)), r, n)  # noqa: E731
             next_state = jax.tree.map(pick, reset_state, next_state)
             next_obs = pick(reset_obs, next_obs)
@@ -71,7 +82,7 @@ def make_jax_rollout(
             return carry, (out, ends)
 
         init = (state, obs, zeros, zeros)
-        _, (traj, ends) = jax.lax.scan(step, init, jax.random.split(key, num_steps))
+        _, (traj, ends) = jax.lax.scan(step, init, randomness)
         if value is not None:
             final_obs, terminated, truncated = ends
             v = value(params, final_obs.reshape((-1,) + final_obs.shape[2:]))
