@@ -8,8 +8,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "reinforce_jax"
 
-# Lower rank = lower layer. errors/config are plain values every layer may use.
-RANK = {"errors": 0, "config": 0, "core": 1, "stats": 1, "networks": 2, "agent": 3, "envs": 4,
+# Lower rank = lower layer. errors/config/system are plain values every layer may use.
+RANK = {"errors": 0, "config": 0, "system": 0, "core": 1, "stats": 1, "networks": 2, "agent": 3, "envs": 4,
         "rollout": 5, "evaluate": 6, "learner": 7, "trainers": 8, "policies": 9, "app": 10,
         "__init__": 11, "__main__": 11}  # fmt: skip
 

@@ -54,8 +54,9 @@ class Categorical:
         self.num_params = n
 
     def sample(self, key: chex.PRNGKey, logits: chex.Array) -> Array:
-        """One action per row of ``logits`` (Gumbel-max, as ``jax.random.categorical``)."""
-        return self.sample_from(logits, self.noise(key, logits.shape[:-1]))
+        """One action per row of ``logits`` (Gumbel-max, as ``jax.random.categorical``; any
+        number of logits)."""
+        return self.sample_from(logits, jax.random.gumbel(key, jnp.shape(logits), jnp.float32))
 
     def noise(self, key: chex.PRNGKey, batch_shape: tuple[int, ...]) -> Array:
         """The randomness of ``sample`` for rows of shape ``batch_shape``: Gumbel(0, 1) noise
