@@ -252,6 +252,21 @@ def test_a_packed_run_resumes_exactly():
         np.testing.assert_array_equal(x, y)
 
 
+def test_init_compiled_with_the_older_cpu_emitters_gives_the_same_numbers():
+    # RUN_ONCE compiles init with XLA's older CPU loop emitters, for compile time only.
+    from reinforce_jax.trainers.common import RUN_ONCE
+
+    assert RUN_ONCE["xla_cpu_use_fusion_emitters"] is False
+    newer = {**RUN_ONCE, "xla_cpu_use_fusion_emitters": True}
+    for env_id in ("CartPole-v1", "Pendulum-v1"):
+        cfg = make_config(env_id, overrides={**SMALL, "obs_norm": True})
+        program = make_compiled_program(cfg, make_jax_env(env_id))
+        keys = prng_keys(range(3))
+        fast, other = program.init(keys), jax.jit(program.init.fun, compiler_options=newer)(keys)
+        for x, y in zip(jax.tree.leaves(fast), jax.tree.leaves(other), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_host_made_keys_are_jax_keys():
     seeds = [0, 1, 7, 100, 12345, 2**31 - 1]
     expected = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
