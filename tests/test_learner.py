@@ -13,7 +13,7 @@ from reinforce_jax.config import ConfigError, make_config
 from reinforce_jax.core import Categorical
 from reinforce_jax.envs import env_spec
 from reinforce_jax.learner import Batch
-from reinforce_jax.networks import Networks, make_networks
+from reinforce_jax.networks import Networks, init_obs_stats, make_networks, value_output
 from reinforce_jax.trainers import build_trainer
 from reinforce_jax.trainers.common import learner_from_config
 
@@ -323,3 +323,103 @@ def test_entropy_decay_scales_the_bonus_linearly_to_zero():
     notebook = make_config(preset="notebook", overrides={"entropy_decay_steps": 10})
     with pytest.raises(ConfigError, match="entropy_decay_steps"):
         build_trainer(notebook, env_spec("CartPole-v1"))
+
+
+# --------------------------------------------------------------------------------------------
+# value_steps: value-only gradient steps after the joint one
+# --------------------------------------------------------------------------------------------
+
+
+def value_loss(networks: Networks, params, batch: Batch) -> float:
+    values = value_output(networks, params, batch.obs)
+    return float(jnp.mean(jnp.square(batch.returns - values)))
+
+
+@pytest.mark.parametrize("obs_norm", [False, True])
+def test_value_steps_train_the_value_alone_after_the_joint_step(obs_norm):
+    networks = make_networks(NUM_ACTIONS, with_value=True)
+    batch = fixed_batch()
+    stats = init_obs_stats((OBS_DIM,)) if obs_norm else None
+    if obs_norm:  # statistics that change the value net's input
+        stats = {**stats, "mean": jnp.full((OBS_DIM,), 0.3), "var": jnp.full((OBS_DIM,), 2.0)}
+
+    def learner(k: int):
+        return make_learner(make_config(overrides={"baseline": "value", "value_steps": k}),
+                            networks)  # fmt: skip
+
+    plain, extra = learner(0), learner(4)
+    key = jax.random.PRNGKey(0)
+    s0, sk = plain.init(key, batch.obs, stats), extra.init(key, batch.obs, stats)
+    assert s0.value_opt_state is None  # value_steps = 0: no new state, the same arrays
+    assert len(jax.tree.leaves(sk)) > len(jax.tree.leaves(s0))
+    assert max_abs_diff(s0.params, sk.params) == 0.0
+    n0, m0 = jax.jit(plain.update)(s0, batch)
+    nk, mk = jax.jit(extra.update)(sk, batch)
+    # (a) the policy and the joint optimizer's state are exactly the plain update's
+    for a, b in zip(jax.tree.leaves((n0.params["policy"], n0.opt_state, n0.step)),
+                    jax.tree.leaves((nk.params["policy"], nk.opt_state, nk.step)),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    assert m0.keys() == mk.keys()  # the metrics are the joint step's
+    for name in m0:
+        np.testing.assert_array_equal(m0[name], mk[name])
+    if obs_norm:
+        assert max_abs_diff(n0.params["obs_norm"], nk.params["obs_norm"]) == 0.0
+    # (b) the value-only steps lower the value loss on that batch further
+    before, after0, afterk = (value_loss(networks, s.params, batch) for s in (s0, n0, nk))
+    assert afterk < after0 < before
+    # the value-only optimizer counted 4 steps; the plain learner carries it through untouched
+    counts = [x for x in jax.tree.leaves(nk.value_opt_state) if x.dtype == jnp.int32]
+    assert counts and all(int(c) == 4 for c in counts)
+    passed, _ = jax.jit(plain.update)(nk, batch)
+    for a, b in zip(jax.tree.leaves(passed.value_opt_state), jax.tree.leaves(nk.value_opt_state),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+
+
+def test_value_steps_follow_the_learning_rate_schedule_and_traced_hyperparameters():
+    networks = make_networks(NUM_ACTIONS, with_value=True)
+    batch = fixed_batch()
+    cfg = make_config(overrides={"baseline": "value", "lr_schedule": "linear",
+                                 "lr_decay_steps": 20, "value_steps": 3})  # fmt: skip
+    dist = Categorical(NUM_ACTIONS)
+    # 10 environment steps per update: the step size falls from its peak to 0 over 2 updates.
+    extra = learner_from_config(cfg, networks, dist, 10, 10)
+    joint_only = learner_from_config(cfg.replace(value_steps=0), networks, dist, 10, 10)
+    state = extra.init(jax.random.PRNGKey(1), batch.obs)
+    update, update0 = jax.jit(extra.update), jax.jit(joint_only.update)
+    state, _ = update(state, batch)
+    # Update 2 (half the peak step size): the value-only steps still move the value.
+    new, _ = update(state, batch)
+    same, _ = update0(state, batch)  # the joint step alone, from the same state
+    assert max_abs_diff(new.params["policy"], same.params["policy"]) == 0.0
+    assert max_abs_diff(new.params["value"], same.params["value"]) > 1e-3
+    # Update 3: both step sizes are 0 (the value-only schedule spans 3 x 2 of its steps; had it
+    # spanned 2, update 2's value-only steps would not have moved). optax's schedule is 0 up to
+    # rounding at a count of 6 of 6 (about -1e-7 of the peak: XLA divides by multiplying).
+    last, _ = update(new, batch)
+    assert max_abs_diff(last.params["policy"], new.params["policy"]) == 0.0
+    assert max_abs_diff(last.params["value"], new.params["value"]) < 1e-7
+    # A traced learning rate (a sweep's) reaches the value-only optimizer too.
+    traced = learner_from_config(cfg.replace(lr_schedule="constant"), networks, dist, 10, 10,
+                                 traced=True)  # fmt: skip
+    state = traced.init(jax.random.PRNGKey(1), batch.obs)
+    frozen, _ = jax.jit(traced.update)(state, batch, {"learning_rate": jnp.asarray(0.0)})
+    assert max_abs_diff(frozen.params, state.params) == 0.0
+    moved, _ = jax.jit(traced.update)(state, batch)
+    assert max_abs_diff(moved.params["value"], state.params["value"]) > 0.0
+
+
+def test_value_steps_need_the_value_baseline_and_are_validated():
+    assert make_config().value_steps == 0
+    assert make_config(overrides={"value_steps": 2}).value_steps == 2  # baseline = value
+    for baseline in ("none", "mean"):
+        with pytest.raises(ConfigError, match="value_steps.*baseline = value"):
+            make_config(overrides={"baseline": baseline, "value_steps": 2})
+    with pytest.raises(ConfigError, match="value_steps"):
+        make_config(preset="notebook", overrides={"value_steps": 1})  # the notebook: no baseline
+    with pytest.raises(ConfigError, match="value_steps must be a non-negative integer"):
+        make_config(overrides={"value_steps": -1})
+    with pytest.raises(ValueError, match="value_steps needs baseline='value'"):
+        make_learner(make_config(preset="notebook").replace(value_steps=1),
+                     make_networks(NUM_ACTIONS))  # fmt: skip

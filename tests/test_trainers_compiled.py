@@ -267,6 +267,26 @@ def test_init_compiled_with_the_older_cpu_emitters_gives_the_same_numbers():
             np.testing.assert_array_equal(x, y)
 
 
+def test_a_run_with_value_steps_resumes_exactly():
+    # The value-only steps' optimizer state is in the checkpoint: resumed from chunk 2, the rows
+    # and the final parameters are the uninterrupted run's (a fresh state there would differ).
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "value_steps": 3})
+    events = train_events(cfg, threshold=500.0)
+    ckpt = next(e["checkpoint"] for e in events if "checkpoint" in e
+                and e["checkpoint"].evaluations == 2)  # fmt: skip
+    plain = make_compiled_program(cfg.replace(value_steps=0), make_jax_env("CartPole-v1"))
+    assert len(ckpt.state) > len(jax.tree.leaves(plain.init(prng_keys([0]))))
+    resumed = train_events(cfg, threshold=500.0, resume=ckpt)
+    after = [e for e in events if "train" in e or "eval" in e][4:]  # the rows after chunk 2
+    rest = [e for e in resumed if "train" in e or "eval" in e]
+    assert len(after) == len(rest) == 6
+    for a, b in zip(after, rest, strict=True):
+        _same_rows(a.get("train", a.get("eval")), b.get("train", b.get("eval")))
+    for x, y in zip(jax.tree.leaves(events[-1]["done"]["params"]),
+                    jax.tree.leaves(resumed[-1]["done"]["params"]), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(x, y)
+
+
 def test_host_made_keys_are_jax_keys():
     seeds = [0, 1, 7, 100, 12345, 2**31 - 1]
     expected = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])

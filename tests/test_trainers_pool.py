@@ -101,6 +101,27 @@ def test_resume_restores_the_learner_and_starts_fresh_episodes():
     assert resumed[-1]["done"]["env_steps"] == full[-1]["done"]["env_steps"]
 
 
+@needs_envpool
+def test_a_run_with_value_steps_checkpoints_and_resumes_its_value_optimizer():
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 2, "value_steps": 2})
+    full = train_events(cfg, threshold=10_000.0)
+    ckpt = [e["checkpoint"] for e in full if "checkpoint" in e][1]
+    plain = [e["checkpoint"] for e in train_events(cfg.replace(value_steps=0), threshold=10_000.0)
+             if "checkpoint" in e][1]  # fmt: skip
+    assert len(ckpt.state) > len(plain.state)  # the value-only Adam state is saved
+    trainer = build_trainer(cfg, env_spec("CartPole-v1"))
+    trainer.check_resume(ckpt)
+    resumed = train_events(cfg, threshold=10_000.0, resume=ckpt)
+    updates = [(r["update"], r["seed"]) for e in resumed if "train" in e for r in e["train"]]
+    assert sorted(updates) == [(u, s) for u in (5, 6, 7, 8) for s in (0, 1)]
+    # Fresh episodes after a resume, but the learner restarts from the saved state exactly: its
+    # next checkpoint's value-only optimizer counts on from the saved one's (2 steps an update).
+    counts = lambda c: sorted(int(x.max()) for x in c.state.values() if x.dtype == np.int32)  # noqa: E731
+    after = [e["checkpoint"] for e in resumed if "checkpoint" in e][0]
+    assert after.evaluations == ckpt.evaluations + 1
+    assert max(counts(after)) == max(counts(ckpt)) + 2 * cfg.eval_every
+
+
 def test_step_scale_shrinks_updates_learned_from_few_episodes():
     counts = {"learn_steps": np.array([0.0, 300.0, 900.0, 2000.0]),
               "learn_episodes": np.array([0.0, 1.0, 3.0, 9.0])}  # fmt: skip

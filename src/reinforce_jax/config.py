@@ -57,6 +57,11 @@ class Config:
     value_scale: float = _f(
         1.0, "V(s) = value_scale x the value net's output (returns in the hundreds: ~100)"
     )
+    value_steps: int = _f(
+        0,
+        "baseline = value: extra gradient steps on the value loss alone after each update, on "
+        "the same batch (own Adam state; the policy is not touched); 0 = off",
+    )
     truncation_bootstrap: bool = _f(
         True,
         "baseline = value: complete a return cut by the time limit with gamma V(s); "
@@ -285,7 +290,7 @@ _CHOICES = {
     "lr_schedule": ("constant", "linear"),
     "action_bounds": ("squash", "clip"),
 }
-_NON_NEGATIVE_INTS = ("lr_decay_steps", "entropy_decay_steps", "min_episodes")
+_NON_NEGATIVE_INTS = ("lr_decay_steps", "entropy_decay_steps", "min_episodes", "value_steps")
 _POSITIVE_INTS = (
     "num_seeds", "num_envs", "rollout_steps", "total_steps", "eval_every", "eval_episodes",
     "num_episodes", "buffer_size", "batch_size", "learn_steps_per_episode", "eval_every_episodes",
@@ -325,6 +330,11 @@ def validate(cfg: Config) -> Config:
     for name in ("entropy_coef", "value_coef", "max_grad_norm"):
         if getattr(cfg, name) < 0.0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.value_steps and cfg.baseline != "value":
+        raise ConfigError(
+            f"value_steps ({cfg.value_steps}) trains the value baseline: it needs "
+            f"baseline = value, got {cfg.baseline!r}"
+        )
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(
             f"batch_size ({cfg.batch_size}) cannot exceed buffer_size ({cfg.buffer_size})"

@@ -9,6 +9,10 @@ padding or cut episodes).
 The total loss is :math:`L = L_{pg} - c_H H + c_V L_V` with :math:`L_{pg}` the masked mean of
 :math:`-A \log \pi(a|s)`, the advantage :math:`A = G - b` for :math:`b` = 0, the batch mean of
 :math:`G`, or the learned :math:`V(s)` (held fixed in :math:`L_{pg}`), optionally standardised.
+
+``value_steps`` (baseline = value) adds that many gradient steps on :math:`c_V L_V` alone after the
+joint step, on the same batch, with an optimizer state of their own (``LearnerState.value_opt_state``):
+the policy's parameters and its part of the joint optimizer state are not touched by them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class LearnerState(NamedTuple):
     params: Any  # {"policy", "value" (baseline = value), "obs_norm" (not trained)}
     opt_state: Any
     step: jax.Array  # number of updates applied
+    # The value-only steps' optimizer state, over params["value"] (value_steps > 0); None (no
+    # leaves: the state's arrays, and so its checkpoints, are as without it) when value_steps = 0.
+    value_opt_state: Any = None
 
 
 class Learner(NamedTuple):
@@ -57,6 +64,8 @@ def make_learner(
     value_coef: float = 0.5,
     schedule: Callable[[jax.Array], jax.Array] | None = None,
     entropy_schedule: Callable[[jax.Array], jax.Array] | None = None,
+    value_steps: int = 0,
+    value_optimizer: optax.GradientTransformation | None = None,
 ) -> Learner:
     """``init(key, example_obs, obs_stats=None)`` and the jittable ``update(state, batch, hyper)``.
 
@@ -66,12 +75,26 @@ def make_learner(
     ``optax.inject_hyperparams`` that exposes them. ``schedule(step)`` (or ``schedule(step, peak)``
     with a traced peak learning rate) is only reported as a metric. ``entropy_schedule(step)``,
     when given, multiplies the entropy coefficient (traced or not) at update ``step``.
+
+    ``value_steps`` (baseline = value only): after the joint policy+value step, that many more
+    steps on the value loss ``value_coef * L_V`` alone, on the same batch (the advantages of this
+    update were taken before them). They use ``value_optimizer`` (default: ``optimizer``) with a
+    state of their own over ``params["value"]``, so the policy and its optimizer state (Adam's
+    moments would move it even with zero gradients) are untouched. That state counts value-only
+    steps, ``value_steps`` per update: a count-based schedule in ``value_optimizer`` should span
+    ``value_steps`` times the joint one's updates (``learner_from_config`` builds it so). Traced
+    ``learning_rate`` and ``max_grad_norm`` apply to both optimizers.
     """
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     use_value = baseline == "value"
     if use_value and networks.value is None:
         raise ValueError("baseline='value' needs networks with a value network")
+    if not isinstance(value_steps, int) or isinstance(value_steps, bool) or value_steps < 0:
+        raise ValueError(f"value_steps must be a non-negative integer, got {value_steps!r}")
+    if value_steps and not use_value:
+        raise ValueError(f"value_steps needs baseline='value', got baseline={baseline!r}")
+    value_opt = optimizer if value_optimizer is None else value_optimizer
 
     def loss_fn(
         trainable: Any, stats: Any, batch: Batch, entropy_coef: Any, value_coef: Any
@@ -98,15 +121,34 @@ def make_learner(
         metrics.update(policy_loss=pg, entropy=ent, loss=total)
         return total, metrics
 
+    def value_loss_fn(value_params: Any, stats: Any, batch: Batch, value_coef: Any) -> jax.Array:
+        params = {"value": value_params}
+        if stats is not None:
+            params["obs_norm"] = stats
+        values = value_output(networks, params, batch.obs)
+        return value_coef * masked_mean(jnp.square(batch.returns - values), batch.mask)
+
+    def value_only_steps(
+        value_params: Any, value_opt_state: Any, stats: Any, batch: Batch, value_coef: Any
+    ) -> tuple[Any, Any]:
+        def one(_: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
+            params, opt_state = carry
+            grads = jax.grad(value_loss_fn)(params, stats, batch, value_coef)
+            updates, opt_state = value_opt.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        return jax.lax.fori_loop(0, value_steps, one, (value_params, value_opt_state))
+
     def init(key: jax.Array, example_obs: jax.Array, obs_stats: Any = None) -> LearnerState:
         pkey, vkey = jax.random.split(key)
         params = {"policy": networks.policy.init(pkey, example_obs)}
         if use_value:
             params["value"] = networks.value.init(vkey, example_obs)
         opt_state = optimizer.init(params)
+        value_opt_state = value_opt.init(params["value"]) if value_steps else None
         if obs_stats is not None:
             params["obs_norm"] = obs_stats
-        return LearnerState(params, opt_state, jnp.zeros((), jnp.int32))
+        return LearnerState(params, opt_state, jnp.zeros((), jnp.int32), value_opt_state)
 
     def update(
         state: LearnerState, batch: Batch, hyper: Mapping[str, Any] | None = None
@@ -120,14 +162,21 @@ def make_learner(
         ent_coef = hyper.get("entropy_coef", entropy_coef)
         if entropy_schedule is not None:
             ent_coef = ent_coef * entropy_schedule(state.step)
+        val_coef = hyper.get("value_coef", value_coef)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(
-            trainable, stats, batch, ent_coef, hyper.get("value_coef", value_coef),
+            trainable, stats, batch, ent_coef, val_coef,
         )  # fmt: skip
-        opt_state = _with_hyperparameters(
-            state.opt_state, {k: hyper[k] for k in OPTIMIZER_HYPERPARAMETERS if k in hyper}
-        )
+        opt_hyper = {k: hyper[k] for k in OPTIMIZER_HYPERPARAMETERS if k in hyper}
+        opt_state = _with_hyperparameters(state.opt_state, opt_hyper)
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         params = optax.apply_updates(trainable, updates)
+        value_opt_state = state.value_opt_state
+        if value_steps:  # value-only steps after the joint one: the policy is not in them
+            value_params, value_opt_state = value_only_steps(
+                params["value"], _with_hyperparameters(value_opt_state, opt_hyper), stats, batch,
+                val_coef,
+            )  # fmt: skip
+            params = {**params, "value": value_params}
         if stats is not None:
             params["obs_norm"] = stats
         metrics["grad_norm"] = optax.global_norm(grads)
@@ -138,7 +187,7 @@ def make_learner(
             metrics["learning_rate"] = (
                 schedule(state.step) if peak is None else schedule(state.step, peak)
             )
-        return LearnerState(params, opt_state, state.step + 1), metrics
+        return LearnerState(params, opt_state, state.step + 1, value_opt_state), metrics
 
     return Learner(init, update)
 

@@ -73,7 +73,12 @@ def entropy_schedule(
 
 
 def make_optimizer(
-    cfg: Config, num_updates: int, steps_per_update: int | None = None, *, traced: bool = False
+    cfg: Config,
+    num_updates: int,
+    steps_per_update: int | None = None,
+    *,
+    traced: bool = False,
+    counts_per_update: int = 1,
 ) -> tuple[optax.GradientTransformation, Callable[..., jax.Array]]:
     """Adam with the configured schedule, behind optional global-norm clipping, and the schedule.
 
@@ -82,11 +87,16 @@ def make_optimizer(
     configuration inside one compiled program. Plain runs keep constants: XLA fuses them
     differently, and the published figures were made with them. The schedule is
     ``schedule(step, peak=cfg.learning_rate)``.
+
+    ``counts_per_update``: optimizer steps per update (the value-only steps' optimizer takes
+    ``value_steps`` each update): the optimizer's own linear decay spans that many times the
+    updates, so its step size follows the update's. The returned ``schedule`` is per update.
     """
     horizon = (
         decay_updates(cfg, num_updates, steps_per_update) if cfg.lr_schedule == "linear" else 0
     )
     decay = optax.linear_schedule(1.0, 0.0, horizon) if horizon else None
+    horizon *= counts_per_update
 
     def schedule(step: jax.Array, peak: Any = cfg.learning_rate) -> jax.Array:
         if decay is None:
@@ -130,11 +140,16 @@ def learner_from_config(
     """:func:`make_learner` with the optimizer and loss hyperparameters ``cfg`` names
     (``traced``: the optimizer's too can be replaced per update, see :func:`make_optimizer`)."""
     optimizer, schedule = make_optimizer(cfg, num_updates, steps_per_update, traced=traced)
+    value_optimizer = None
+    if cfg.value_steps:  # its own Adam (and schedule, counting value_steps per update)
+        value_optimizer, _ = make_optimizer(cfg, num_updates, steps_per_update, traced=traced,
+                                            counts_per_update=cfg.value_steps)  # fmt: skip
     return make_learner(
         networks, dist, optimizer, baseline=cfg.baseline,
         normalize_advantages=cfg.normalize_advantages, entropy_coef=cfg.entropy_coef,
         value_coef=cfg.value_coef, schedule=schedule,
         entropy_schedule=entropy_schedule(cfg, steps_per_update),
+        value_steps=cfg.value_steps, value_optimizer=value_optimizer,
     )  # fmt: skip
 
 

@@ -200,7 +200,10 @@ class PoolTrainer:
                 move = keep
             learner = updated._replace(params=jax.tree.map(move, updated.params, learner.params),
                                        opt_state=jax.tree.map(keep, updated.opt_state,
-                                                              learner.opt_state))  # fmt: skip
+                                                              learner.opt_state),
+                                       value_opt_state=jax.tree.map(
+                                           keep, updated.value_opt_state,
+                                           learner.value_opt_state))  # fmt: skip
             metrics["step_scale"] = scale
             metrics.update(counts)
             metrics.update(window_stats(stats, k))
