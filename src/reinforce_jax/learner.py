@@ -96,6 +96,11 @@ def make_learner(
         raise ValueError(f"value_steps needs baseline='value', got baseline={baseline!r}")
     value_opt = optimizer if value_optimizer is None else value_optimizer
 
+    def value_fit(params: Any, batch: Batch) -> tuple[jax.Array, jax.Array]:
+        """``V(s)`` on the batch and its masked squared error against the returns."""
+        values = value_output(networks, params, batch.obs)
+        return values, masked_mean(jnp.square(batch.returns - values), batch.mask)
+
     def loss_fn(
         trainable: Any, stats: Any, batch: Batch, entropy_coef: Any, value_coef: Any
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -107,8 +112,7 @@ def make_learner(
         metrics: dict[str, jax.Array] = {}
         value_loss = jnp.zeros(())
         if use_value:
-            values = value_output(networks, params, batch.obs)
-            value_loss = masked_mean(jnp.square(batch.returns - values), mask)
+            values, value_loss = value_fit(params, batch)
             advantages = batch.returns - jax.lax.stop_gradient(values)
             metrics["value_loss"] = value_loss
         elif baseline == "mean":
@@ -122,11 +126,10 @@ def make_learner(
         return total, metrics
 
     def value_loss_fn(value_params: Any, stats: Any, batch: Batch, value_coef: Any) -> jax.Array:
-        params = {"value": value_params}
-        if stats is not None:
-            params["obs_norm"] = stats
-        values = value_output(networks, params, batch.obs)
-        return value_coef * masked_mean(jnp.square(batch.returns - values), batch.mask)
+        params = (
+            {"value": value_params} if stats is None else {"value": value_params, "obs_norm": stats}
+        )
+        return value_coef * value_fit(params, batch)[1]
 
     def value_only_steps(
         value_params: Any, value_opt_state: Any, stats: Any, batch: Batch, value_coef: Any
