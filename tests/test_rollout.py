@@ -206,3 +206,52 @@ def test_truncation_bootstrap_setting_gives_the_rollouts_a_value_or_none():
     assert off.networks.value is not None  # the baseline itself is still learned
     none = build_agent(make_config(overrides={"baseline": "none"}), spec, 1, 1)
     assert none.value is None
+
+
+def test_an_evaluation_played_in_parts_scores_each_episode_as_the_whole_one_does():
+    # 40 CartPole episodes (a greedy and a sampled policy) and 12 Pendulum episodes (a sampled
+    # Gaussian): played at once, or as episodes 0-19 and 20-39 (0-4 and 5-11), each episode
+    # keeps its reset, its actions' noise and its return: CartPole's bit for bit, Pendulum's to
+    # float32 rounding (a batch of another size rounds the network's sums differently).
+    from reinforce_jax.core import Gaussian
+    from reinforce_jax.core.spaces import Box
+    from reinforce_jax.envs import make_jax_env
+    from reinforce_jax.evaluate import make_jax_evaluate
+
+    cases = []
+    nets = make_networks(2, (16,))
+    params = {"policy": nets.policy.init(jax.random.PRNGKey(3), jnp.zeros((1, 4)))}
+    for greedy in (True, False):
+        cases.append(("CartPole-v1", make_act(nets, Categorical(2), greedy), params, 40, 20))
+    box = Box((-2.0,), (2.0,))
+    nets = make_networks(2, (16,), log_std_init=0.0)
+    params = {"policy": nets.policy.init(jax.random.PRNGKey(4), jnp.zeros((1, 3)))}
+    cases.append(("Pendulum-v1", make_act(nets, Gaussian(box), False), params, 12, 5))
+    for env_id, act, params, n, first in cases:
+        env = make_jax_env(env_id)
+        key = jax.random.PRNGKey(7)
+        whole = jax.jit(make_jax_evaluate(env, act, n))(params, key)
+        parts = [jax.jit(make_jax_evaluate(env, act, n, part))(params, key)
+                 for part in (range(first), range(first, n))]  # fmt: skip
+        if env_id == "CartPole-v1":
+            np.testing.assert_array_equal(np.concatenate(parts), whole)
+        else:
+            np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-5)
+        assert len(np.unique(np.asarray(whole))) > 1  # the episodes differ: a real check
+    with np.testing.assert_raises(ValueError):
+        make_jax_evaluate(env, act, n, range(n, n + 1))
+
+
+def test_the_precheck_total_is_the_least_first_total_that_can_still_pass():
+    from reinforce_jax.evaluate import precheck_total
+
+    assert precheck_total(100, 20, 500.0, 500.0) == 20 * 500.0  # CartPole: 20 perfect episodes
+    assert precheck_total(100, 20, 475.0, 500.0) == 20 * 375.0
+    rng = np.random.default_rng(0)
+    for _ in range(2000):  # a necessary condition: every passing evaluation meets it ...
+        returns = rng.choice([0.0, 490.0, 500.0], size=10, p=[0.02, 0.08, 0.9])
+        if returns.mean() >= 480.0:
+            assert returns[:4].sum() >= precheck_total(10, 4, 480.0, 500.0)
+    # ... and the least one: the rest at their maximum passes exactly at the total.
+    first = np.full(4, precheck_total(10, 4, 480.0, 500.0) / 4)
+    assert np.concatenate([first, np.full(6, 500.0)]).mean() == 480.0

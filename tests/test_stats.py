@@ -334,3 +334,9 @@ def test_format_aggregate():
         "IQM 498.2 [95% CI 490.1, 500.0] · mean 480.2 ± 40.1 · min 380.0 · n=8"
     )
     assert stats.format_aggregate(agg, digits=2).startswith("IQM 498.20 [95% CI 490.10, 500.00]")
+
+
+def test_best_eval_skips_evaluations_stopped_at_their_precheck():
+    rows = [{"eval_mean": 120.0}, {"eval_mean": 480.0, "precheck": True}, {"eval_mean": 300.0}]
+    assert stats.best_eval(rows) == 300.0
+    assert stats.best_eval(rows[1:2]) is None and stats.best_eval([]) is None

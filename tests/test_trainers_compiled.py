@@ -181,7 +181,7 @@ def _same_rows(a, b):
 
 
 def test_stop_when_solved_stops_each_seed_at_its_solve_and_packs_the_rest():
-    # 18 seeds train in 3 groups of 6; seeds stop at their first evaluation >= 150 and the rest
+    # 18 seeds train in 5 groups of 4 (the last padded); seeds stop at their first evaluation >= 150 and the rest
     # are packed into fewer groups. Every seed's numbers up to its solve equal those of a run
     # that never stops (all 18 train to the end), and it keeps the parameters that passed.
     overrides = {**SMALL, "num_seeds": 18}
@@ -190,7 +190,7 @@ def test_stop_when_solved_stops_each_seed_at_its_solve_and_packs_the_rest():
     full = train_events(make_config("CartPole-v1", overrides=overrides), threshold=150.0)
     solved = stop[-1]["done"]["solved_at"]
     chunks = {r["update"] for r in solved.values()}
-    assert group_size(18) == 6
+    assert group_size(18) == 4
     assert len(chunks) >= 3 and 0 < len(solved) < 18  # seeds stop at different times; some never
     stop_train, full_train = _by_seed(stop, "train"), _by_seed(full, "train")
     stop_eval, full_eval = _by_seed(stop, "eval"), _by_seed(full, "eval")
@@ -207,7 +207,7 @@ def test_stop_when_solved_stops_each_seed_at_its_solve_and_packs_the_rest():
 
 
 def test_groups_in_threads_give_the_numbers_of_groups_one_after_another(monkeypatch):
-    # 18 seeds in 3 groups: called from 3 threads at once, or one after another on one thread.
+    # 18 seeds in 5 groups of 4: called from 3 threads at once, or one after another on one thread.
     import reinforce_jax.trainers.compiled as compiled
 
     cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 18})
@@ -295,3 +295,46 @@ def test_host_made_keys_are_jax_keys():
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(prng_keys([2**31, 5]),
                                   [jax.random.PRNGKey(2**31), jax.random.PRNGKey(5)])  # fmt: skip
+
+
+PRECHECKED = dict(num_envs=4, rollout_steps=250, eval_every=2, eval_episodes=40,
+                  total_steps=40000, num_seeds=4, learning_rate=0.02)  # fmt: skip
+
+
+def test_a_prechecked_run_reaches_the_solve_verdicts_of_whole_evaluations():
+    # Under stop_when_solved an evaluation plays its first 20 of 40 episodes and the rest only
+    # where those leave 400 in reach (a total of 2 x 400 - 500 = 300 a episode over the 20). The
+    # run without the stop plays all 40 every time: the same seeds solve at the same updates with
+    # the same figures, the training rows agree up to each solve, and a stopped evaluation's
+    # first 20 episodes really left 400 out of reach.
+    stop = train_events(make_config("CartPole-v1", overrides={**PRECHECKED,
+                                    "stop_when_solved": True}), threshold=400.0)  # fmt: skip
+    full = train_events(make_config("CartPole-v1", overrides=PRECHECKED), threshold=400.0)
+    solved = stop[-1]["done"]["solved_at"]
+    assert solved.keys() == full[-1]["done"]["solved_at"].keys() and 0 < len(solved)
+    for key, row in solved.items():
+        _same_rows([row], [full[-1]["done"]["solved_at"][key]])
+    stop_eval, full_eval = _by_seed(stop, "eval"), _by_seed(full, "eval")
+    stopped = 0
+    for seed, rows in stop_eval.items():
+        for r in rows:
+            whole = next(f for f in full_eval[seed] if f["update"] == r["update"])
+            if r["eval_episodes"] == 40:
+                _same_rows([r], [whole])
+            else:
+                stopped += 1
+                assert r["eval_episodes"] == 20 and r["precheck"] and not r["solved"]
+                assert r["eval_mean"] < 300.0 and not whole["solved"]
+                assert whole["eval_mean"] <= (20 * r["eval_mean"] + 20 * 500.0) / 40
+        _same_rows(_by_seed(stop, "train")[seed], _by_seed(full, "train")[seed][: 2 * len(rows)])
+    assert stopped > 0  # the check did stop evaluations
+
+
+def test_a_prechecked_run_plays_every_episode_of_its_last_evaluation():
+    # At 499 nothing passes the pre-check, but the budget's last evaluation (the run's final
+    # figure) plays all 40 episodes.
+    cfg = make_config("CartPole-v1", overrides={**PRECHECKED, "num_seeds": 2,
+                                                "total_steps": 8000, "stop_when_solved": True})  # fmt: skip
+    evals = _by_seed(train_events(cfg, threshold=499.0), "eval")
+    for rows in evals.values():
+        assert [r["eval_episodes"] for r in rows] == [20, 20, 20, 40]

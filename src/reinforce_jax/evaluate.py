@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinforce_jax.agent import Act, make_host_act
+from reinforce_jax.agent import Act, PolicyAct, make_host_act
 from reinforce_jax.envs.functional import FunctionalEnv
 from reinforce_jax.envs.registry import make_gym_env
 from reinforce_jax.envs.spec import THRESHOLDS
@@ -49,26 +49,43 @@ def eval_row(returns: np.ndarray, threshold: float | None, **ids: Any) -> dict[s
 
 
 def make_jax_evaluate(
-    env: FunctionalEnv, act: Act, num_episodes: int
+    env: FunctionalEnv, act: Act | PolicyAct, num_episodes: int, episodes: range | None = None
 ) -> Callable[[Any, jax.Array], jax.Array]:
     """``evaluate(params, key) -> returns[num_episodes]``: one full episode per environment, jittable.
 
     Step ``t`` draws its randomness from the ``t``-th of ``max_episode_steps`` keys split from
     ``key``; the loop stops once every episode has ended (a ``while_loop``: early policies fall
     fast, so early evaluations cost a fraction of the time limit).
+
+    ``episodes`` (a range within ``num_episodes``) plays only those episodes of the evaluation,
+    each with the randomness it has in the whole one (keys and action noise are drawn for all
+    ``num_episodes`` and sliced), so an evaluation played in parts scores its episodes as one
+    played at once (the tests check it). A part needs a :class:`PolicyAct` (its noise can be sliced).
     """
+    part = range(num_episodes) if episodes is None else episodes
+    if not (0 <= part.start < part.stop <= num_episodes and part.step == 1):
+        raise ValueError(f"episodes {part} is not a part of {num_episodes} episodes")
+    lo, hi = part.start, part.stop
+    n = hi - lo
+    sliced = isinstance(act, PolicyAct)
+    if not sliced and n < num_episodes:
+        raise TypeError("playing part of an evaluation needs a PolicyAct")
 
     def evaluate(params: Any, key: jax.Array) -> jax.Array:
         key, reset_key = jax.random.split(key)
-        state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes))
+        state, obs = jax.vmap(env.reset)(jax.random.split(reset_key, num_episodes)[lo:hi])
         keys = jax.random.split(key, env.max_episode_steps)
 
         def step(carry):
             t, state, obs, total, alive = carry
             act_key, env_key = jax.random.split(keys[t])
-            action = act(params, obs, act_key)
+            if sliced:
+                noise = act.noise(act_key, (num_episodes,))[lo:hi]
+                action = act.from_noise(params, obs, noise)
+            else:
+                action = act(params, obs, act_key)
             state, obs, reward, terminated, truncated = jax.vmap(env.step)(
-                jax.random.split(env_key, num_episodes), state, action
+                jax.random.split(env_key, num_episodes)[lo:hi], state, action
             )
             total = total + jnp.where(alive, reward, 0.0)
             alive = alive & ~(terminated | truncated)
@@ -78,12 +95,25 @@ def make_jax_evaluate(
             t, *_, alive = carry
             return (t < env.max_episode_steps) & jnp.any(alive)
 
-        init = (jnp.zeros((), jnp.int32), state, obs, jnp.zeros((num_episodes,)),
-                jnp.ones((num_episodes,), bool))  # fmt: skip
+        init = (jnp.zeros((), jnp.int32), state, obs, jnp.zeros((n,)), jnp.ones((n,), bool))
         *_, total, _ = jax.lax.while_loop(running, step, init)
         return total
 
     return evaluate
+
+
+def precheck_total(num_episodes: int, first: int, threshold: float, max_return: float) -> float:
+    r"""The least total the first ``first`` episodes of an evaluation must score for the mean of
+    all ``num_episodes`` to still reach ``threshold``, the others scoring at most ``max_return``:
+
+    .. math:: \sum_{i<p} G_i \ge n T - (n - p) R_{\max}
+
+    A necessary condition, so an evaluation that stops when its first episodes fall short of it
+    reaches every solve verdict the whole evaluation would (CartPole at 500: 20 perfect episodes).
+    """
+    if not 0 < first < num_episodes:
+        raise ValueError(f"first must be in 1..{num_episodes - 1}, got {first}")
+    return num_episodes * threshold - (num_episodes - first) * max_return
 
 
 class HostEvaluator:

@@ -324,3 +324,9 @@ def format_aggregate(agg: dict[str, Any], digits: int = 1) -> str:
         f"IQM {f(agg['iqm'])} [95% CI {f(lo)}, {f(hi)}] · mean {f(agg['mean'])} ± {f(agg['std'])}"
         f" · min {f(agg['min'])} · n={agg['n']}"
     )
+
+
+def best_eval(rows: list[dict[str, Any]]) -> float | None:
+    """The best mean of the whole evaluations among ``rows`` (an evaluation that stopped at its
+    pre-check, ``"precheck": true``, scored few episodes and is not a candidate); None if none."""
+    return max((r["eval_mean"] for r in rows if not r.get("precheck")), default=None)

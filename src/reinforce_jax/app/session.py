@@ -26,6 +26,7 @@ from reinforce_jax.app.sinks import EVAL_NAMES, TRAIN_NAMES, make_sinks
 from reinforce_jax.config import Config
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
+from reinforce_jax.stats import best_eval
 from reinforce_jax.trainers import build_trainer
 from reinforce_jax.trainers.distributed import seed_split
 from reinforce_jax.trainers.events import Checkpoint, Done, EvalRows, TrainRows
@@ -48,7 +49,8 @@ def _batched_line(rows: list[dict[str, Any]], last_return: float, solved_so_far:
     r = rows[0]
     head = (f"Update: {r['update']}\tEnv steps: {r['env_steps']}\t"
             f"Training return (sampled): {last_return:.1f}\t")  # fmt: skip
-    what = f"{policy} evaluation ({r['eval_episodes']} episodes)"
+    played = sorted({x["eval_episodes"] for x in rows})  # fewer where a pre-check stopped it
+    what = f"{policy} evaluation ({' or '.join(map(str, played))} episodes)"
     if seeds == 1:
         return head + (f"{what}: {r['eval_mean']:.1f} ± {r['eval_std']:.1f}\t"
                        f"[{r['wall_time']:.1f}s]")  # fmt: skip
@@ -90,6 +92,10 @@ def describe_settings(cfg: Config, spec: EnvSpec) -> str:
     return f"settings: {', '.join(parts)}; solve check: {check}"
 
 
+def _or_nan(x: float | None) -> float:
+    return float("nan") if x is None else x
+
+
 def summarize_run(
     evals: list[dict[str, Any]], threshold: float | None, seeds: list[int]
 ) -> tuple[str, dict[str, Any]]:
@@ -97,8 +103,7 @@ def summarize_run(
     from reinforce_jax.stats import aggregate, format_aggregate
 
     by_seed = {s: [r for r in evals if r.get("seed", seeds[0]) == s] for s in seeds}
-    best = {s: max((r["eval_mean"] for r in rows), default=float("nan"))
-            for s, rows in by_seed.items()}  # fmt: skip
+    best = {s: _or_nan(best_eval(rows)) for s, rows in by_seed.items()}
     final = {s: rows[-1]["eval_mean"] if rows else float("nan") for s, rows in by_seed.items()}
     first = {s: next((r for r in rows if r["solved"]), None) for s, rows in by_seed.items()}
     solved = [s for s in seeds if first[s] is not None]
@@ -443,7 +448,7 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
     plot = _plot(run, cfg, spec, trainer.curve_window)
     seeds = list(range(cfg.seed, cfg.seed + cfg.num_seeds))
     verdict, info = summarize_run(evals, threshold, seeds)
-    best = max((r["eval_mean"] for r in evals), default=None)
+    best = best_eval(evals)
     first_solve = next((_first_solve(r) for r in evals if r["solved"]), None)
     run.set_status("finished", wall_time=wall, env_steps=done.env_steps, best_eval=best,
                    first_solve=first_solve, **info)  # fmt: skip

@@ -22,7 +22,7 @@ import numpy as np
 from reinforce_jax.app import signals
 from reinforce_jax.app.rundir import RunError, _jsonable, atomic_write
 from reinforce_jax.config import ConfigError
-from reinforce_jax.stats import aggregate, bootstrap_ci, iqm
+from reinforce_jax.stats import aggregate, best_eval, bootstrap_ci, iqm
 
 SUMMARY_REPS = 2000  # bootstrap resamples of the summary's intervals
 CURVE_REPS = 500  # per point of the learning curves: a band, not a headline figure
@@ -235,7 +235,8 @@ def summarize(
             if not rows:
                 continue
             final.append(rows[-1]["eval_mean"])
-            best.append(max(r["eval_mean"] for r in rows))
+            whole = best_eval(rows)
+            best.append(rows[-1]["eval_mean"] if whole is None else whole)
             first = next((r for r in rows if r["solved"]), None)
             if first is not None:
                 solved += 1

@@ -28,7 +28,7 @@ from reinforce_jax.config import Config
 from reinforce_jax.envs.functional import FunctionalEnv, spec_of
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
-from reinforce_jax.evaluate import eval_row, make_jax_evaluate
+from reinforce_jax.evaluate import eval_row, make_jax_evaluate, precheck_total
 from reinforce_jax.learner import HYPERPARAMETERS, LearnerState
 from reinforce_jax.networks import update_obs_stats
 from reinforce_jax.rollout.functional import make_jax_rollout
@@ -83,7 +83,11 @@ def num_updates_for(cfg: Config) -> int:
 
 
 def make_compiled_program(
-    cfg: Config, env: FunctionalEnv, traced: tuple[str, ...] = (), rows: int | None = None
+    cfg: Config,
+    env: FunctionalEnv,
+    traced: tuple[str, ...] = (),
+    rows: int | None = None,
+    precheck: float | None = None,
 ) -> CompiledProgram:
     """Pure functions for the compiled path of ``cfg`` on the JAX environment ``env``.
 
@@ -93,6 +97,12 @@ def make_compiled_program(
     ``rows``: the rows of every ``chunk`` call, when known. For one row the chunk skips the seed
     ``vmap`` (the same arrays, shaped ``[1, ...]``): tracing a vmapped scan costs a third of a
     one-seed start's tracing. Its numbers are its own, as those of any other batch shape are.
+
+    ``precheck``: a solve threshold. Where the environment declares its ``max_return``, each
+    evaluation then plays its first :data:`PRECHECK_EPISODES` episodes and the others only if
+    those leave ``precheck`` within reach (:func:`~reinforce_jax.evaluate.precheck_total`) or
+    the budget ends with this chunk; the chunk's ``eval_full`` says which rows played them all.
+    The solve verdicts are those of whole evaluations; only the cost changes.
     """
     unknown = set(traced) - set(TRACEABLE)
     if unknown:
@@ -105,6 +115,8 @@ def make_compiled_program(
                                agent.value)  # fmt: skip
     evaluate = make_jax_evaluate(env, agent.eval_act, cfg.eval_episodes)
     steps_per_update = cfg.num_envs * cfg.rollout_steps
+    gate = _precheck(cfg, env, agent.eval_act, precheck)
+    batched = rows != 1
 
     def init(key: jax.Array, hyper: dict[str, jax.Array] | None = None) -> RunnerState:
         hyper = dict(hyper or {})
@@ -129,22 +141,49 @@ def make_compiled_program(
         metrics["env_steps"] = env_steps
         return RunnerState(learner, key, env_steps, state.hyper), metrics
 
-    def chunk_one(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
+    def train(state: RunnerState) -> tuple[RunnerState, dict[str, Any], jax.Array]:
+        """A chunk's updates; also the key of its evaluation."""
         state, metrics = jax.lax.scan(update, state, None, length=cfg.eval_every)
         key, eval_key = jax.random.split(state.key)
-        metrics["eval_returns"] = evaluate(state.learner.params, eval_key)
-        return state._replace(key=key), metrics
+        return state._replace(key=key), metrics, eval_key
 
-    def chunk_single(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
-        out = chunk_one(jax.tree.map(lambda x: x[0], state))
-        return jax.tree.map(lambda x: x[None], out)
+    def over_rows(f: Callable[..., Any]) -> Callable[..., Any]:
+        """``f`` over a leading axis of rows: ``vmap``, or for one row a plain call on it."""
+        if batched:
+            return jax.vmap(f)
+        return lambda *a: jax.tree.map(lambda x: x[None], f(*jax.tree.map(lambda x: x[0], a)))
+
+    def chunk_whole(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
+        def one(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
+            state, metrics, eval_key = train(state)
+            metrics["eval_returns"] = evaluate(state.learner.params, eval_key)
+            return state, metrics
+
+        return over_rows(one)(state)
+
+    def chunk_prechecked(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
+        # The rest of an evaluation runs (for the group) if any row needs it: a cond outside
+        # the rows' vmap, which would otherwise run both branches.
+        assert gate is not None
+        first_part, rest_part = gate.parts
+        state, metrics, eval_keys = over_rows(train)(state)
+        params = state.learner.params
+        first = over_rows(first_part)(params, eval_keys)
+        full = (first.sum(-1) >= gate.total) | (state.learner.step >= num_updates)
+        rest = jax.lax.cond(
+            jnp.any(full),
+            lambda: over_rows(rest_part)(params, eval_keys),
+            lambda: jnp.full((first.shape[0], cfg.eval_episodes - first.shape[1]), jnp.nan),
+        )
+        metrics["eval_returns"] = jnp.concatenate([first, rest], axis=-1)
+        metrics["eval_full"] = full
+        return state, metrics
 
     # The export cache's key: the settings that shape both programs, and which are traced.
     key = {**program_key(cfg, env), "traced": list(traced)}
-    batched = rows != 1
-    chunk = cached_jit(jax.vmap(chunk_one) if batched else chunk_single, "chunk",
-                       {**key, "batched": batched}, donate_argnums=0,
-                       compiler_options=loop_options())  # fmt: skip
+    chunk = cached_jit(chunk_whole if gate is None else chunk_prechecked, "chunk",
+                       {**key, "batched": batched, "precheck": gate and gate.key},
+                       donate_argnums=0, compiler_options=loop_options())  # fmt: skip
     return CompiledProgram(
         # init runs once: optimising its code costs more compile time (~0.6 s) than it saves.
         init=cached_jit(jax.vmap(init), "init", key, compiler_options=RUN_ONCE, feeds=chunk),
@@ -154,6 +193,31 @@ def make_compiled_program(
         steps_per_update=steps_per_update,
         num_updates=num_updates,
     )
+
+
+PRECHECK_EPISODES = 20  # the first episodes of an evaluation that decide whether it goes on
+
+
+class _Gate(NamedTuple):
+    parts: tuple[Callable[..., jax.Array], Callable[..., jax.Array]]  # first episodes, the rest
+    total: float  # the least total of the first episodes that keeps the threshold in reach
+    key: list[float]  # what the program depends on (for the export cache)
+
+
+def _precheck(cfg: Config, env: FunctionalEnv, act: Any, threshold: float | None) -> _Gate | None:
+    """The pre-check of :func:`make_compiled_program`, or None where there is none to make: no
+    threshold, no known ``max_return`` or too few episodes to split."""
+    max_return = getattr(env, "max_return", None)
+    episodes, first = cfg.eval_episodes, PRECHECK_EPISODES
+    if threshold is None or max_return is None or episodes <= first:
+        return None
+    # float32 sums of the first returns may round below the exact total: a slack keeps the check
+    # a necessary condition (a needless full evaluation costs time, never a verdict).
+    total = precheck_total(episodes, first, threshold, max_return)
+    total -= 1e-4 * max(1.0, abs(total))
+    parts = (make_jax_evaluate(env, act, episodes, range(first)),
+             make_jax_evaluate(env, act, episodes, range(first, episodes)))  # fmt: skip
+    return _Gate(parts, total, [first, total])
 
 
 def seed_keys(cfg: Config) -> jax.Array:
@@ -221,8 +285,11 @@ class CompiledTrainer:
         self.hyper = {k: list(v) for k, v in (hyper or {}).items()}
         if any(len(v) != len(self.rows) for v in self.hyper.values()):
             raise ValueError("hyper needs one value per row")
+        # Under stop_when_solved the evaluations serve the solve check: they may stop early.
+        precheck = spec.solve_threshold if cfg.stop_when_solved else None
         self.program = make_compiled_program(cfg, env, tuple(sorted(self.hyper)),
-                                             rows=group_size(len(self.rows)))  # fmt: skip
+                                             rows=group_size(len(self.rows)),
+                                             precheck=precheck)  # fmt: skip
         self.total = self.program.num_updates
         self.env_steps_budget = self.total * self.program.steps_per_update
 
@@ -295,6 +362,8 @@ class CompiledTrainer:
             state_all = split.gather(state)  # every row's state and bookkeeping, every process
             wall = time.perf_counter() - start
             eval_returns = np.asarray(metrics.pop("eval_returns"))  # [S, E]
+            # Rows whose evaluation stopped at its pre-check played its first episodes only.
+            full = np.asarray(metrics.pop("eval_full", np.ones(len(eval_returns), bool)))
             metrics.pop("env_steps")  # int32 on the device: counted here in Python ints instead
             steps = np.asarray(state_all.learner.step)
             now = [i for i, label in enumerate(labels) if training(label)]  # before this chunk
@@ -310,8 +379,11 @@ class CompiledTrainer:
             evals = []
             for i in now:
                 updates = int(steps[i])
-                row = eval_row(eval_returns[i], threshold, **labels[i], update=updates,
+                played = eval_returns[i] if full[i] else eval_returns[i, :PRECHECK_EPISODES]
+                row = eval_row(played, threshold, **labels[i], update=updates,
                                env_steps=updates * per_update, wall_time=wall)  # fmt: skip
+                if not full[i]:  # its first episodes left the threshold out of reach
+                    row.update(precheck=True, solved=False)
                 evals.append(row)
                 key = row_key(labels[i])
                 if row["solved"] and key not in solved_at:
@@ -353,22 +425,29 @@ class _GroupRunner:
             return first + list(pool.map(self._call, groups))
 
 
-def group_size(rows: int) -> int:
-    """Rows per compiled call: all of them up to 16, else groups of at most 8 rows, rounded up to
-    a multiple of the local devices (each group is sharded over them).
+GROUP_ROWS = 4  # the most rows of one compiled call on the CPU (see group_size)
 
-    Small groups make the tail cheap: the last seeds to solve train alone in a padded group, and
-    on the CPU a chunk's cost grows with the group (CartPole, one core: 83 ms for 8 rows, 156 ms
-    for 16), while a row costs about the same in groups of 8 or more (10.4 against 9.7 ms).
+
+def group_size(rows: int) -> int:
+    """Rows per compiled call, rounded up to a multiple of the local devices (each group is
+    sharded over them).
+
+    On the CPU: at most :data:`GROUP_ROWS`, and half the rows where that is fewer, so that two
+    groups at least run at once on two cores (:class:`_GroupRunner`). A row costs a little
+    more in a small group, and the last seeds to solve train alone in a padded group, which small
+    groups make cheap (CartPole, one core, a chunk per row: 15.6 ms alone, 12.3 ms in 2 rows,
+    10.2 in 4, 9.5 in 8, 9.0 in 16; 64 seeds spend a third of their run in the last group).
+    Accelerators take every row in one call: a wide batch costs them about what a narrow one does.
 
     A row's numbers depend on this size (XLA tiles reductions by the batch's shape) but not on
     its position or its neighbours (the tests check it), so one size for the whole run, whatever
     the number of processes and whichever rows still train, keeps every row's numbers its own:
     rows that stop at their solve leave the others' numbers unchanged, only faster.
     """
-    size = rows if rows <= 16 else math.ceil(rows / math.ceil(rows / 8))
+    cpu = jax.default_backend() == "cpu"
+    size = min(GROUP_ROWS, math.ceil(rows / 2)) if cpu else rows
     devices = len(jax.local_devices())
-    return math.ceil(size / devices) * devices
+    return max(1, math.ceil(size / devices)) * devices
 
 
 def _groups(rows: Any, size: int) -> list[list[int]]:

@@ -21,6 +21,8 @@ class FunctionalEnv(Protocol):
     obs_shape: tuple[int, ...]
     action_space: ActionSpace
     max_episode_steps: int
+    # Optional: ``max_return``, the most an episode can score, where it is near the solve
+    # threshold (CartPole); it lets a solve check stop an evaluation that cannot pass.
 
     def reset(self, key: jax.Array) -> tuple[Any, jax.Array]:
         """``(state, obs)`` of a new episode."""
