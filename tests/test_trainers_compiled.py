@@ -338,3 +338,6 @@ def test_a_prechecked_run_plays_every_episode_of_its_last_evaluation():
     evals = _by_seed(train_events(cfg, threshold=499.0), "eval")
     for rows in evals.values():
         assert [r["eval_episodes"] for r in rows] == [20, 20, 20, 40]
+    # One seed plays every evaluation whole (its short chunks would not repay the compile).
+    one = train_events(cfg.replace(num_seeds=1), threshold=499.0)
+    assert [r["eval_episodes"] for r in _by_seed(one, "eval")[0]] == [40] * 4

@@ -285,8 +285,10 @@ class CompiledTrainer:
         self.hyper = {k: list(v) for k, v in (hyper or {}).items()}
         if any(len(v) != len(self.rows) for v in self.hyper.values()):
             raise ValueError("hyper needs one value per row")
-        # Under stop_when_solved the evaluations serve the solve check: they may stop early.
-        precheck = spec.solve_threshold if cfg.stop_when_solved else None
+        # Under stop_when_solved the evaluations serve the solve check: they may stop early. Not
+        # for one row: compiling the pre-check (~0.2 s) costs more than its short chunks save.
+        prechecked = cfg.stop_when_solved and len(self.rows) > 1
+        precheck = spec.solve_threshold if prechecked else None
         self.program = make_compiled_program(cfg, env, tuple(sorted(self.hyper)),
                                              rows=group_size(len(self.rows)),
                                              precheck=precheck)  # fmt: skip
