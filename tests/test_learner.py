@@ -9,8 +9,10 @@ import numpy as np
 import optax
 import pytest
 
+from reinforce_jax.agent import CATEGORICAL_HEAD_SCALE, GAUSSIAN_HEAD_SCALE, policy_networks
 from reinforce_jax.config import ConfigError, make_config
 from reinforce_jax.core import Categorical
+from reinforce_jax.core.spaces import Box, Discrete
 from reinforce_jax.envs import env_spec
 from reinforce_jax.learner import Batch
 from reinforce_jax.networks import Networks, init_obs_stats, make_networks, value_output
@@ -123,6 +125,45 @@ def test_head_scale_starts_near_uniform():
     params = networks.policy.init(jax.random.PRNGKey(0), obs)
     probs = jax.nn.softmax(networks.policy.apply(params, obs), axis=-1)
     np.testing.assert_allclose(np.asarray(probs), 0.5, atol=0.02)
+
+
+def _policy_params(space, **overrides):
+    cfg = make_config("LunarLander-v3", overrides=overrides)
+    networks, dist = policy_networks(cfg, space, with_value=True)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, 8))
+    return networks, networks.policy.init(jax.random.PRNGKey(0), obs), obs
+
+
+def test_head_scale_setting_default_keeps_each_distributions_own_head():
+    # head_scale = 0 (the default) is the distribution's own: exactly the parameters of before.
+    for space, own in ((Discrete(4), CATEGORICAL_HEAD_SCALE),
+                       (Box((-1.0, -1.0), (1.0, 1.0)), GAUSSIAN_HEAD_SCALE)):  # fmt: skip
+        _, default, _ = _policy_params(space)
+        _, explicit, _ = _policy_params(space, head_scale=own)
+        assert jax.tree.all(
+            jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), default, explicit)
+        )
+    assert make_config("LunarLander-v3").head_scale == 0.0
+
+
+def test_head_scale_setting_starts_a_categorical_policy_near_uniform():
+    networks, small, obs = _policy_params(Discrete(4), head_scale=0.01)
+    _, usual, _ = _policy_params(Discrete(4))
+    probs = jax.nn.softmax(networks.policy.apply(small, obs), axis=-1)
+    np.testing.assert_allclose(np.asarray(probs), 0.25, atol=0.005)
+    spread = jax.nn.softmax(networks.policy.apply(usual, obs), axis=-1)
+    assert float(jnp.abs(spread - 0.25).max()) > 0.05  # the usual head is far from uniform
+    # Only the last layer differs, by the factor asked for (same key, same truncated normal draw).
+    head = sorted(small["params"])[-1]
+    for layer in small["params"]:
+        a, b = small["params"][layer]["kernel"], usual["params"][layer]["kernel"]
+        np.testing.assert_allclose(a, b * 0.01 if layer == head else b, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan")])
+def test_head_scale_setting_must_be_finite_and_non_negative(bad):
+    with pytest.raises(ConfigError, match="head_scale"):
+        make_config("LunarLander-v3", overrides={"head_scale": bad})
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,8 +21,10 @@ from reinforce_jax.networks import Networks, make_networks, policy_output
 Act = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 # A Gaussian policy's mean head starts 100x smaller than usual (Tianshou's recipe): every state
-# starts at the centre of the box with the spread exp(log_std_init).
+# starts at the centre of the box with the spread exp(log_std_init). A categorical policy's head
+# starts at the usual size. ``cfg.head_scale`` (when not 0) replaces either.
 GAUSSIAN_HEAD_SCALE = 0.01
+CATEGORICAL_HEAD_SCALE = 1.0
 
 
 def policy_networks(
@@ -32,11 +34,13 @@ def policy_networks(
     trainers, ``reinforce evaluate`` and ``reinforce video``); ``ValueError`` if none fits."""
     dist = for_action_space(space, cfg.action_bounds)
     if isinstance(dist, Gaussian):
+        head = cfg.head_scale or GAUSSIAN_HEAD_SCALE
         networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, with_value,
-                                 GAUSSIAN_HEAD_SCALE, cfg.log_std_init, cfg.value_scale)  # fmt: skip
+                                 head, cfg.log_std_init, cfg.value_scale)  # fmt: skip
     else:
+        head = cfg.head_scale or CATEGORICAL_HEAD_SCALE
         networks = make_networks(dist.num_params, cfg.hidden_sizes, cfg.activation, with_value,
-                                 value_scale=cfg.value_scale)  # fmt: skip
+                                 head, value_scale=cfg.value_scale)  # fmt: skip
     return networks, dist
 
 

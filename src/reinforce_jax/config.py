@@ -38,6 +38,12 @@ class Config:
     # --- network ----------------------------------------------------------------------------
     hidden_sizes: tuple[int, ...] = _f((20, 20), "hidden layer sizes of the policy and value MLPs")
     activation: str = _f("relu", "relu | tanh")
+    head_scale: float = _f(
+        0.0,
+        "the policy's last layer starts with this times the usual initial weights (0.01: "
+        "near-uniform logits, CleanRL's actor); 0 = the distribution's own: 0.01 Gaussian "
+        "(centred means), 1.0 categorical",
+    )
     # --- continuous actions (Box action spaces: a Gaussian policy) ---------------------------
     action_bounds: str = _f(
         "squash",
@@ -318,7 +324,7 @@ def validate(cfg: Config) -> Config:
             f"hidden_sizes must be positive layer sizes, got {list(cfg.hidden_sizes)}"
         )
     for name in ("gamma", "learning_rate", "entropy_coef", "value_coef", "value_scale",
-                 "max_grad_norm", "log_std_init"):  # fmt: skip
+                 "max_grad_norm", "log_std_init", "head_scale"):  # fmt: skip
         if not math.isfinite(getattr(cfg, name)):
             raise ConfigError(f"{name} must be a finite number, got {getattr(cfg, name)}")
     if not 0.0 < cfg.gamma <= 1.0:
@@ -327,7 +333,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"value_scale must be positive, got {cfg.value_scale}")
     if not cfg.learning_rate > 0.0:
         raise ConfigError(f"learning_rate must be positive, got {cfg.learning_rate}")
-    for name in ("entropy_coef", "value_coef", "max_grad_norm"):
+    for name in ("entropy_coef", "value_coef", "max_grad_norm", "head_scale"):
         if getattr(cfg, name) < 0.0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.value_steps and cfg.baseline != "value":
