@@ -303,7 +303,7 @@ PRECHECKED = dict(num_envs=4, rollout_steps=250, eval_every=2, eval_episodes=40,
 
 def test_a_prechecked_run_reaches_the_solve_verdicts_of_whole_evaluations():
     # Under stop_when_solved an evaluation plays its first 20 of 40 episodes and the rest only
-    # where those leave 400 in reach (a total of 2 x 400 - 500 = 300 a episode over the 20). The
+    # where those leave 400 in reach (a mean of 2 x 400 - 500 = 300 over the 20). The
     # run without the stop plays all 40 every time: the same seeds solve at the same updates with
     # the same figures, the training rows agree up to each solve, and a stopped evaluation's
     # first 20 episodes really left 400 out of reach.
