@@ -23,6 +23,9 @@ from reinforce_jax.envs.registry import make_gym_env
 from reinforce_jax.envs.spec import THRESHOLDS
 from reinforce_jax.stats import t_critical
 
+# Episodes of a pre-check: the cheap first look at a policy that decides whether a trainer plays
+# a whole evaluation (the compiled trainer's first episodes, the envpool trainer's own pool).
+PRECHECK_EPISODES = 20
 EVAL_ENVS = 25  # at most this many host evaluation environments (100 episodes: 4 each)
 
 

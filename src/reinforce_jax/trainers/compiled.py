@@ -28,7 +28,12 @@ from reinforce_jax.config import Config
 from reinforce_jax.envs.functional import FunctionalEnv, spec_of
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
-from reinforce_jax.evaluate import eval_row, make_jax_evaluate, precheck_total
+from reinforce_jax.evaluate import (
+    PRECHECK_EPISODES,
+    eval_row,
+    make_jax_evaluate,
+    precheck_total,
+)
 from reinforce_jax.learner import HYPERPARAMETERS, LearnerState
 from reinforce_jax.networks import update_obs_stats
 from reinforce_jax.rollout.functional import make_jax_rollout
@@ -99,7 +104,7 @@ def make_compiled_program(
     one-seed start's tracing. Its numbers are its own, as those of any other batch shape are.
 
     ``precheck``: a solve threshold. Where the environment declares its ``max_return``, each
-    evaluation then plays its first :data:`PRECHECK_EPISODES` episodes and the others only if
+    evaluation then plays its first :data:`~reinforce_jax.evaluate.PRECHECK_EPISODES` episodes and the others only if
     those leave ``precheck`` within reach (:func:`~reinforce_jax.evaluate.precheck_total`) or
     the budget ends with this chunk; the chunk's ``eval_full`` says which rows played them all.
     The solve verdicts are those of whole evaluations; only the cost changes.
@@ -193,9 +198,6 @@ def make_compiled_program(
         steps_per_update=steps_per_update,
         num_updates=num_updates,
     )
-
-
-PRECHECK_EPISODES = 20  # the first episodes of an evaluation that decide whether it goes on
 
 
 class _Gate(NamedTuple):

@@ -45,7 +45,7 @@ from reinforce_jax.config import Config
 from reinforce_jax.envs import envpool as pools
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
-from reinforce_jax.evaluate import eval_row
+from reinforce_jax.evaluate import PRECHECK_EPISODES, eval_row
 from reinforce_jax.learner import LearnerState
 from reinforce_jax.networks import update_obs_stats
 from reinforce_jax.rollout.pool import (
@@ -90,9 +90,6 @@ def eval_gate(threshold: float | None) -> float:
     """Sampled training return a seed must reach in a chunk before its pre-check runs: none by
     default (the sampled return does not predict the greedy one); a caller may set one."""
     return -math.inf
-
-
-PRECHECK_EPISODES = 20  # greedy episodes of the cheap check that decides on a full evaluation
 
 
 def precheck_gate(threshold: float | None) -> float:
