@@ -214,3 +214,31 @@ def test_settings_line_names_the_entropy_decay_and_a_missing_truncation_bootstra
     line = session.describe_settings(cfg, spec)
     assert "entropy 0.01 decaying linearly over 1,000,000 steps" in line
     assert "no bootstrap at the time limit" in line
+
+
+def test_background_imports_wait_for_the_trainer_to_finish_tracing(monkeypatch):
+    # They hold the GIL; a trainer's tracing does too. So they start once it signals.
+    import importlib
+    import threading
+
+    imported, real = [], importlib.import_module
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name: imported.append(name) or real(name)
+    )
+    after = threading.Event()
+    thread = session.preload_in_background(("json",), after=after, wait=30.0)
+    time.sleep(0.2)
+    assert thread.is_alive() and imported == []
+    after.set()
+    thread.join(30)
+    assert imported == ["json"]
+    # Without a signal it starts at once (the host and notebook trainers trace nothing).
+    session.preload_in_background(("json",)).join(30)
+    assert imported == ["json", "json"]
+
+
+def test_the_compiled_trainer_signals_its_tracing_done_to_the_preload():
+    from reinforce_jax.trainers import build_trainer, export_cache
+
+    trainer = build_trainer(make_config("CartPole-v1"), env_spec("CartPole-v1"))
+    assert trainer.tracing_done is export_cache.COMPILING

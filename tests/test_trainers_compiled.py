@@ -341,3 +341,37 @@ def test_a_prechecked_run_plays_every_episode_of_its_last_evaluation():
     # One seed plays every evaluation whole (its short chunks would not repay the compile).
     one = train_events(cfg.replace(num_seeds=1), threshold=499.0)
     assert [r["eval_episodes"] for r in _by_seed(one, "eval")[0]] == [40] * 4
+
+
+def test_the_next_chunk_trains_while_the_events_are_handled_and_stopping_drops_it(monkeypatch):
+    # When a chunk's events are handed out, the next chunk (its rows known from the solve check)
+    # is already submitted; closing the run there (a stop after a checkpoint) waits for it and
+    # leaves no thread behind. The run's numbers are those of the run it was cut from.
+    import reinforce_jax.trainers.compiled as compiled
+    from helpers import spec_for
+    from reinforce_jax.trainers import build_trainer
+    from reinforce_jax.trainers.events import Checkpoint, TrainRows
+
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 6})
+    submitted, submit = [], compiled._GroupRunner.submit
+
+    def counted(self, groups):
+        submitted.append(len(groups))
+        return submit(self, groups)
+
+    monkeypatch.setattr(compiled._GroupRunner, "submit", counted)
+    run = build_trainer(cfg, spec_for("CartPole-v1", 500.0)).run()
+    first = next(run)
+    assert isinstance(first, TrainRows)
+    assert submitted == [2, 2]  # chunk 0 done, chunk 1 under way (6 seeds: 2 groups of 3)
+    kept = []
+    for event in run:
+        kept.append(event)
+        if isinstance(event, Checkpoint):
+            break
+    run.close()
+    assert len(submitted) == 2  # nothing submitted after the close
+    assert not [t for t in threading.enumerate() if t.name.startswith("reinforce-jax-group")]
+    whole = train_events(cfg, threshold=500.0)
+    _same_rows(first.rows, whole[0]["train"])
+    _same_rows(kept[0].rows, whole[1]["eval"])

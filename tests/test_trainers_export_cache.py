@@ -3,6 +3,8 @@ everything that shapes a program matches, and a safe fallback on damaged files."
 
 from __future__ import annotations
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -194,3 +196,27 @@ def test_a_program_prepared_ahead_shares_the_compile_cache_entry(tmp_path):
                                  capture_output=True, text=True, check=True).stdout.split()[-1]  # fmt: skip
     assert run() != "0"
     assert run() == "0"  # every program read from JAX's compilation cache, none compiled again
+
+
+def test_compiling_is_signalled_once_the_last_program_of_a_chain_goes_to_xla(cache_dir):
+    # Background imports wait for it: the feeding program's compile does not count (the fed
+    # one's tracing is still to come), the fed one's does.
+    export_cache.COMPILING.clear()
+    try:
+        release, traced = threading.Event(), threading.Event()
+
+        def slow_step(state):  # holds the fed program's tracing until released
+            traced.set()
+            release.wait(30)
+            return {"x": state["x"] + 1.0}
+
+        chunk = cached_jit(slow_step, "slow", {})
+        init = cached_jit(lambda x: {"x": jnp.cos(x)}, "feeder", {}, feeds=chunk)
+        state = init(jnp.arange(3.0))  # compiled and run; the fed one is being traced
+        assert traced.wait(30)
+        assert not export_cache.COMPILING.is_set()
+        release.set()
+        chunk.programs[export_cache.signature((state,))].result()
+        assert export_cache.COMPILING.is_set()
+    finally:
+        export_cache.COMPILING.set()  # as after any run: later imports need not wait

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import jax
@@ -58,7 +58,7 @@ from reinforce_jax.trainers.events import (
     flatten_state,
     restore_state,
 )
-from reinforce_jax.trainers.export_cache import cached_jit, program_key
+from reinforce_jax.trainers.export_cache import COMPILING, cached_jit, program_key
 
 # Settings that can be traced values, so that one program trains many configurations (a sweep).
 TRACEABLE = (*HYPERPARAMETERS, "gamma")
@@ -269,6 +269,9 @@ class CompiledTrainer:
 
     startup_note = "compiling the training program (seconds on first use; cached afterwards)"
     budget_rule = "whole chunks of eval_every updates of num_envs x rollout_steps steps"
+    # Set once the chunk program is traced (it goes to XLA, which frees the GIL): the session's
+    # background imports wait for it.
+    tracing_done = COMPILING
 
     def __init__(
         self,
@@ -345,57 +348,73 @@ class CompiledTrainer:
         # Groups run in threads, one per core: XLA runs a call on its caller's thread (one core
         # for these small kernels), so two calls at once take about the time of one.
         workers = _GroupRunner(program.chunk, min(usable_cores(), -(-len(mine) // size)))
-        for chunk in chunks:
-            active = [i for i, label in enumerate(mine) if training(label)]
-            groups = _groups(active, size)
-            outputs = workers.map([shard_seeds(_rows(state, g)) for g in groups])
-            if metrics_type is None:  # the per-row outputs' types, once
-                metrics_type = (
-                    jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), outputs[0][1])
-                    if outputs  # else this process has no row left to train (several processes)
-                    else jax.eval_shape(program.chunk.fun, _rows(state, [0] * size))[1]
-                )
-            # Fresh arrays every chunk: events hand earlier ones to the session, which may keep them.
-            state = jax.tree.map(np.copy, state)
-            metrics = _placeholder(metrics_type, len(mine))
-            # A padded group's repeated rows computed the same numbers as the row they repeat.
-            for g, (new_state, new_metrics) in zip(groups, outputs, strict=True):
-                _put(state, g, new_state)
-                _put(metrics, g, new_metrics)
-            metrics = split.gather(metrics)
-            state_all = split.gather(state)  # every row's state and bookkeeping, every process
-            wall = time.perf_counter() - start
-            eval_returns = np.asarray(metrics.pop("eval_returns"))  # [S, E]
-            # Rows whose evaluation stopped at its pre-check played its first episodes only.
-            full = np.asarray(metrics.pop("eval_full", np.ones(len(eval_returns), bool)))
-            metrics.pop("env_steps")  # int32 on the device: counted here in Python ints instead
-            steps = np.asarray(state_all.learner.step)
-            now = [i for i, label in enumerate(labels) if training(label)]  # before this chunk
-            rows = []
-            for i in now:
-                for u in range(cfg.eval_every):
-                    row = {k: v[i, u] for k, v in metrics.items()}
-                    update = int(steps[i]) - cfg.eval_every + u + 1
-                    row.update(labels[i], update=update, env_steps=update * per_update,
-                               wall_time=wall)  # fmt: skip
-                    rows.append(row)
-            yield TrainRows(rows)
-            evals = []
-            for i in now:
-                updates = int(steps[i])
-                played = eval_returns[i] if full[i] else eval_returns[i, :PRECHECK_EPISODES]
-                row = eval_row(played, threshold, **labels[i], update=updates,
-                               env_steps=updates * per_update, wall_time=wall)  # fmt: skip
-                if not full[i]:  # its first episodes left the threshold out of reach
-                    row.update(precheck=True, solved=False)
-                evals.append(row)
-                key = row_key(labels[i])
-                if row["solved"] and key not in solved_at:
-                    solved_at[key] = row
-            yield EvalRows(evals, state_all.learner.params)
-            yield Checkpoint(chunk + 1, flatten_state(state_all), {"solved_at": solved_at})
-            if all_solved():
-                break
+
+        def launch() -> tuple[list[list[int]], list[Future]]:
+            """Start a chunk on the rows still training; it runs while this thread logs."""
+            groups = _groups([i for i, label in enumerate(mine) if training(label)], size)
+            return groups, workers.submit([shard_seeds(_rows(state, g)) for g in groups])
+
+        try:
+            pending = launch() if chunks else None
+            for chunk in chunks:
+                assert pending is not None
+                groups, futures = pending
+                outputs = [f.result() for f in futures]
+                if metrics_type is None:  # the per-row outputs' types, once
+                    metrics_type = (
+                        jax.tree.map(
+                            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), outputs[0][1]
+                        )  # fmt: skip
+                        if outputs  # else this process has no row left to train (several processes)
+                        else jax.eval_shape(program.chunk.fun, _rows(state, [0] * size))[1]
+                    )
+                # Fresh arrays every chunk: events hand earlier ones to the session, which may
+                # keep them.
+                state = jax.tree.map(np.copy, state)
+                metrics = _placeholder(metrics_type, len(mine))
+                # A padded group's repeated rows computed the same numbers as the row they repeat.
+                for g, (new_state, new_metrics) in zip(groups, outputs, strict=True):
+                    _put(state, g, new_state)
+                    _put(metrics, g, new_metrics)
+                metrics = split.gather(metrics)
+                state_all = split.gather(state)  # every row's state and bookkeeping, every process
+                wall = time.perf_counter() - start
+                eval_returns = np.asarray(metrics.pop("eval_returns"))  # [S, E]
+                # Rows whose evaluation stopped at its pre-check played its first episodes only.
+                full = np.asarray(metrics.pop("eval_full", np.ones(len(eval_returns), bool)))
+                metrics.pop("env_steps")  # int32 on the device: counted here in Python ints instead
+                steps = np.asarray(state_all.learner.step)
+                now = [i for i, label in enumerate(labels) if training(label)]  # before this chunk
+                rows = []
+                for i in now:
+                    for u in range(cfg.eval_every):
+                        row = {k: v[i, u] for k, v in metrics.items()}
+                        update = int(steps[i]) - cfg.eval_every + u + 1
+                        row.update(labels[i], update=update, env_steps=update * per_update,
+                                   wall_time=wall)  # fmt: skip
+                        rows.append(row)
+                evals = []
+                for i in now:
+                    updates = int(steps[i])
+                    played = eval_returns[i] if full[i] else eval_returns[i, :PRECHECK_EPISODES]
+                    row = eval_row(played, threshold, **labels[i], update=updates,
+                                   env_steps=updates * per_update, wall_time=wall)  # fmt: skip
+                    if not full[i]:  # its first episodes left the threshold out of reach
+                        row.update(precheck=True, solved=False)
+                    evals.append(row)
+                    key = row_key(labels[i])
+                    if row["solved"] and key not in solved_at:
+                        solved_at[key] = row
+                # The next chunk trains while the session writes this one's rows (its rows are
+                # known now: the solve check is done). Stopping after a checkpoint drops it.
+                pending = None if chunk == chunks[-1] or all_solved() else launch()
+                yield TrainRows(rows)
+                yield EvalRows(evals, state_all.learner.params)
+                yield Checkpoint(chunk + 1, flatten_state(state_all), {"solved_at": solved_at})
+                if all_solved():
+                    break
+        finally:
+            workers.close()
         if all_solved():
             stop_reason = "every seed met the solve check (stop_when_solved)"
         state_all = split.gather(state)
@@ -408,25 +427,38 @@ class _GroupRunner:
 
     A chunk call on the CPU runs on the thread that makes it and releases the GIL, so groups in
     threads use the cores that one call leaves idle. Each group's numbers are those of the same
-    call made alone (one compiled program, independent inputs). The threads live for one call
-    of :meth:`map` (microseconds to start), so none outlives a run that stops early."""
+    call made alone (one compiled program, independent inputs). The threads live until
+    :meth:`close` (the end of a run, or its generator's close when it stops early)."""
 
     def __init__(self, program: Callable[..., Any], workers: int):
-        self.program, self.workers = program, workers
+        self.program, self.workers = program, max(1, workers)
+        self.pool: ThreadPoolExecutor | None = None
         self.prepared = False
 
     def _call(self, rows: Any) -> Any:
         return jax.device_get(self.program(rows))
 
-    def map(self, groups: list[Any]) -> list[Any]:
-        first = []
-        if not self.prepared and groups:  # the first call prepares the program, once
-            first = [self._call(groups[0])]
-            groups, self.prepared = groups[1:], True
-        if self.workers < 2 or len(groups) < 2:
-            return first + [self._call(g) for g in groups]
-        with ThreadPoolExecutor(min(self.workers, len(groups)), "reinforce-jax-group") as pool:
-            return first + list(pool.map(self._call, groups))
+    def submit(self, groups: list[Any]) -> list[Future]:
+        """Start every group's call; the futures give the host results, in order."""
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.workers, "reinforce-jax-group")
+        if self.prepared or not groups:
+            return [self.pool.submit(self._call, g) for g in groups]
+        # The first call prepares (compiles) the program, once: the others wait for it.
+        self.prepared = True
+        first = self.pool.submit(self._call, groups[0])
+
+        def after_first(rows: Any) -> Any:
+            first.result()
+            return self._call(rows)
+
+        return [first] + [self.pool.submit(after_first, g) for g in groups[1:]]
+
+    def close(self) -> None:
+        """Wait for the calls under way (a chunk at most) and end the threads."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 GROUP_ROWS = 4  # the most rows of one compiled call on the CPU (see group_size)

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = b"reinforce-jax-export-1\n"  # first line of every file (see load_or_export)
 _directory: Path | None = None
+# Set once a program that feeds no other goes to XLA (or to plain jit): its tracing and lowering,
+# which hold the GIL, are over. Background imports wait for it (app.session.preload_in_background).
+COMPILING = threading.Event()
 
 
 def set_directory(path: str | Path | None) -> None:
@@ -251,6 +254,8 @@ class CachedJit:
 
     def __call__(self, *args: Any) -> Any:
         if _directory is None or len(jax.devices()) != 1:
+            if self.feeds is None:
+                COMPILING.set()
             return self.plain(*args)
         sig = signature(args)
         if sig not in self.programs:
@@ -285,8 +290,13 @@ class CachedJit:
     def _prepare(self, where: Path, args: Sequence[Any]) -> Callable[..., Any]:
         try:
             stem = cache_key(self.name, self.key, args, self.donate_argnums, self.compiler_options)
-            exported = load_or_export(self.fun, where / f"{stem}.jaxexport", args)
-            if self.feeds is not None:
+            path = where / f"{stem}.jaxexport"
+            if self.feeds is not None and not path.exists():
+                # Cold: the fed program's tracing (the longer one) starts from this one's output
+                # types, a quick trace, rather than after this one's export.
+                self.feeds.prepare_in_background(where, (jax.eval_shape(self.fun, *args),))
+            exported = load_or_export(self.fun, path, args)
+            if self.feeds is not None:  # warm: the types from the stored program (no trace)
                 avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
                          for a in exported.out_avals]  # fmt: skip
                 self.feeds.prepare_in_background(
@@ -304,9 +314,12 @@ class CachedJit:
             # call lower to the same module and share JAX's compile-cache entry.
             with _without_lapack(exported):
                 lowered = jitted.lower(*_abstract(args))
+            if self.feeds is None:
+                COMPILING.set()
             return lowered.compile()
         except Exception as e:
             log.debug("exported program %s unusable, using jax.jit: %s", self.name, e)
+            COMPILING.set()
             return self.plain
 
 
