@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from reinforce_jax.app.cli import main
@@ -200,3 +201,18 @@ def test_tensorboard_sink_flushes_on_a_clock_not_per_row(tmp_path, monkeypatch):
     sink.log([{"env_steps": 200, "loss": 2.0}], TRAIN_NAMES)
     assert [e.step for e in _events(path) if e.summary.value and e.step] == [100, 200]
     sink.close()
+
+
+def test_the_moving_average_is_the_trailing_nanmean():
+    from reinforce_jax.app.plots import moving_average
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(100.0, 50.0, 300)
+    x[rng.random(300) < 0.2] = np.nan
+    x[40:60] = np.nan  # a stretch longer than the window: NaN there
+    for window in (1, 5, 20):
+        expected = [np.nanmean(x[max(0, i - window + 1) : i + 1])
+                    if np.isfinite(x[max(0, i - window + 1) : i + 1]).any() else np.nan
+                    for i in range(len(x))]  # fmt: skip
+        np.testing.assert_allclose(moving_average(x, window), expected, rtol=1e-9)
+    assert len(moving_average(np.array([]), 5)) == 0
