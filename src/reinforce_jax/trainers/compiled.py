@@ -364,7 +364,7 @@ class CompiledTrainer:
                     metrics_type = (
                         jax.tree.map(
                             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), outputs[0][1]
-                        )  # fmt: skip
+                        )
                         if outputs  # else this process has no row left to train (several processes)
                         else jax.eval_shape(program.chunk.fun, _rows(state, [0] * size))[1]
                     )
