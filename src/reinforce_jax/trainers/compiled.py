@@ -455,7 +455,7 @@ class _GroupRunner:
         return [first] + [self.pool.submit(after_first, g) for g in groups[1:]]
 
     def close(self) -> None:
-        """Wait for the calls under way (a chunk at most) and end the threads."""
+        """Cancel the calls not started, wait for those under way, end the threads."""
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None

@@ -291,12 +291,13 @@ class CachedJit:
         try:
             stem = cache_key(self.name, self.key, args, self.donate_argnums, self.compiler_options)
             path = where / f"{stem}.jaxexport"
-            if self.feeds is not None and not path.exists():
-                # Cold: the fed program's tracing (the longer one) starts from this one's output
+            cold = not path.exists()
+            if self.feeds is not None and cold:
+                # The fed program's tracing (the longer one) starts from this one's output
                 # types, a quick trace, rather than after this one's export.
                 self.feeds.prepare_in_background(where, (jax.eval_shape(self.fun, *args),))
             exported = load_or_export(self.fun, path, args)
-            if self.feeds is not None:  # warm: the types from the stored program (no trace)
+            if self.feeds is not None and not cold:  # the types from the stored program
                 avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
                          for a in exported.out_avals]  # fmt: skip
                 self.feeds.prepare_in_background(
