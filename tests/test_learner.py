@@ -464,3 +464,69 @@ def test_value_steps_need_the_value_baseline_and_are_validated():
     with pytest.raises(ValueError, match="value_steps needs baseline='value'"):
         make_learner(make_config(preset="notebook").replace(value_steps=1),
                      make_networks(NUM_ACTIONS))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# clip_scope: one gradient norm over both networks, or one per network
+# --------------------------------------------------------------------------------------------
+
+
+def test_clip_each_by_global_norm_cuts_each_network_by_its_own_norm():
+    from reinforce_jax.trainers.common import clip_each_by_global_norm
+
+    grads = {"policy": {"w": jnp.asarray([0.3, 0.4])},  # norm 0.5
+             "value": {"w": jnp.asarray([30.0, 40.0]), "b": jnp.zeros(3)}}  # norm 50  # fmt: skip
+    each = clip_each_by_global_norm(1.0)
+    out, _ = each.update(grads, each.init(grads))
+    np.testing.assert_allclose(out["policy"]["w"], [0.3, 0.4])  # under the limit: untouched
+    np.testing.assert_allclose(out["value"]["w"], [0.6, 0.8], rtol=1e-6)  # cut to norm 1
+    # one global norm (about 50) cuts the policy's gradient by the value's scale instead
+    glob = optax.clip_by_global_norm(1.0)
+    g, _ = glob.update(grads, glob.init(grads))
+    assert float(optax.global_norm(g["policy"])) < 0.011
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_clip_scope_per_network_reaches_the_joint_optimizer_only(traced):
+    from reinforce_jax.trainers.common import make_optimizer
+
+    grads = {"policy": {"w": jnp.asarray([0.3, 0.4])}, "value": {"w": jnp.asarray([30.0, 40.0])}}
+    cfg = make_config(overrides={"max_grad_norm": 1.0, "clip_scope": "per_network"})
+    opt, _ = make_optimizer(cfg, 10, traced=traced)
+    plain, _ = make_optimizer(cfg.replace(max_grad_norm=0.0), 10)
+    state, pstate = opt.init(grads), plain.init(grads)
+    # Two steps (Adam's first step is sign-like; the second shows the gradient's scale): the
+    # per-network clip equals Adam on each network's gradient clipped by hand.
+    second = jax.tree.map(lambda x: 0.5 * x, grads)
+    for g in (grads, second):
+        upd, state = opt.update(g, state)
+        by_hand = {k: optax.clip_by_global_norm(1.0).update(v, optax.EmptyState())[0]
+                   for k, v in g.items()}  # fmt: skip
+        want, pstate = plain.update(by_hand, pstate)
+        for a, b in zip(jax.tree.leaves(upd), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    glob, _ = make_optimizer(cfg.replace(clip_scope="global"), 10, traced=traced)
+    gs = glob.init(grads)
+    for g in (grads, second):
+        gupd, gs = glob.update(g, gs)
+    assert max_abs_diff(gupd["policy"], upd["policy"]) > 1e-5  # the scope changes the step
+    # the value-only optimizer is over one network: it keeps one norm (a dict of layers)
+    value_opt, _ = make_optimizer(cfg, 10, traced=traced, per_network=False)
+    layers = {"linear": {"w": jnp.asarray([3.0, 4.0])}, "linear_1": {"w": jnp.asarray([0.0])}}
+    vupd, _ = value_opt.update(layers, value_opt.init(layers))
+    assert jax.tree.structure(vupd) == jax.tree.structure(layers)
+    with pytest.raises(ConfigError, match="clip_scope must be one of global, per_network"):
+        make_config(overrides={"clip_scope": "layer"})
+
+
+def test_clip_scope_per_network_trains_with_value_steps():
+    networks = make_networks(NUM_ACTIONS, with_value=True)
+    batch = fixed_batch()
+    cfg = make_config(overrides={"max_grad_norm": 0.5, "clip_scope": "per_network",
+                                 "value_steps": 2})  # fmt: skip
+    learner = learner_from_config(cfg, networks, Categorical(NUM_ACTIONS), 10)
+    state = learner.init(jax.random.PRNGKey(0), batch.obs)
+    new, metrics = jax.jit(learner.update)(state, batch)
+    assert max_abs_diff(new.params["policy"], state.params["policy"]) > 0.0
+    assert value_loss(networks, new.params, batch) < value_loss(networks, state.params, batch)
+    assert np.isfinite(float(metrics["loss"]))

@@ -57,6 +57,12 @@ def test_traced_settings_share_one_program_structural_ones_split():
     plan = plan_sweep("CartPole-v1", "default", {}, {"max_grad_norm": [0.0, 0.5, 1.0]})
     assert [g.config_ids for g in plan.groups] == [[0], [1, 2]]  # clipping on/off is structural
     assert plan.groups[0].traced == () and plan.groups[1].traced == ("max_grad_norm",)
+    # the clip's scope is structural (a different transformation), its norm still traced
+    plan = plan_sweep("CartPole-v1", "default", {"max_grad_norm": 0.5},
+                      {"clip_scope": ["global", "per_network"], "max_grad_norm": [0.5, 1.0]})  # fmt: skip
+    assert [g.config_ids for g in plan.groups] == [[0, 1], [2, 3]]
+    assert [g.cfg.clip_scope for g in plan.groups] == ["global", "per_network"]
+    assert all(g.traced == ("max_grad_norm",) for g in plan.groups)
 
 
 def test_sweep_refuses_environments_without_a_compiled_program():

@@ -78,6 +78,11 @@ class Config:
     lr_schedule: str = _f("constant", "constant | linear (decays to 0 over lr_decay_steps)")
     lr_decay_steps: int = _f(0, "environment steps of the linear decay; 0 = total_steps")
     max_grad_norm: float = _f(0.0, "global-norm gradient clipping; 0 disables")
+    clip_scope: str = _f(
+        "global",
+        "global (one norm over the policy and value gradients together) | per_network (each "
+        "network's gradient clipped to max_grad_norm on its own)",
+    )
     min_episodes: int = _f(
         0,
         "envpool trainer: an update learning from fewer finished episodes than this takes a "
@@ -210,6 +215,10 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         # solo seeds 0-14: 13/15 solved, 9/15 >= 200 on new episodes (README).
         max_grad_norm=0.5,
         value_steps=4,
+        # Each network clipped on its own (one norm over both let the value loss, 100-2,600,
+        # set the policy's step): 20/20 pooled seeds solved, 17/20 >= 200 on new episodes,
+        # against 8/10 and 7/10 (README, "Continuous actions").
+        clip_scope="per_network",
         eval_every=20,
         total_steps=3_000_000,
     ),
@@ -297,6 +306,7 @@ _CHOICES = {
     "baseline": ("none", "mean", "value"),
     "lr_schedule": ("constant", "linear"),
     "action_bounds": ("squash", "clip"),
+    "clip_scope": ("global", "per_network"),
 }
 _NON_NEGATIVE_INTS = ("lr_decay_steps", "entropy_decay_steps", "min_episodes", "value_steps")
 _POSITIVE_INTS = (

@@ -87,6 +87,7 @@ def make_optimizer(
     *,
     traced: bool = False,
     counts_per_update: int = 1,
+    per_network: bool | None = None,
 ) -> tuple[optax.GradientTransformation, Callable[..., jax.Array]]:
     """Adam with the configured schedule, behind optional global-norm clipping, and the schedule.
 
@@ -99,7 +100,13 @@ def make_optimizer(
     ``counts_per_update``: optimizer steps per update (the value-only steps' optimizer takes
     ``value_steps`` each update): the optimizer's own linear decay spans that many times the
     updates, so its step size follows the update's. The returned ``schedule`` is per update.
+
+    ``per_network`` (default: ``cfg.clip_scope == "per_network"``): clip each top-level entry of
+    the gradients (``policy``, ``value``) to ``max_grad_norm`` on its own; pass ``False`` for an
+    optimizer over one network's parameters.
     """
+    if per_network is None:
+        per_network = cfg.clip_scope == "per_network"
     horizon = (
         decay_updates(cfg, num_updates, steps_per_update) if cfg.lr_schedule == "linear" else 0
     )
@@ -113,17 +120,19 @@ def make_optimizer(
 
     clip = cfg.max_grad_norm > 0
     if traced:
-        optimizer = optax.inject_hyperparams(_adam, static_args=("horizon", "clip"))(
+        optimizer = optax.inject_hyperparams(
+            _adam, static_args=("horizon", "clip", "per_network")
+        )(
             learning_rate=cfg.learning_rate, max_grad_norm=max(cfg.max_grad_norm, 0.0),
-            horizon=horizon, clip=clip,
+            horizon=horizon, clip=clip, per_network=per_network,
         )  # fmt: skip
     else:
-        optimizer = _adam(cfg.learning_rate, cfg.max_grad_norm, horizon, clip)
+        optimizer = _adam(cfg.learning_rate, cfg.max_grad_norm, horizon, clip, per_network)
     return optimizer, schedule
 
 
 def _adam(
-    learning_rate: Any, max_grad_norm: Any, horizon: int, clip: bool
+    learning_rate: Any, max_grad_norm: Any, horizon: int, clip: bool, per_network: bool = False
 ) -> optax.GradientTransformation:
     """Adam at ``learning_rate`` (decaying linearly to 0 over ``horizon`` updates when > 0)."""
     rate: Any = learning_rate
@@ -133,7 +142,31 @@ def _adam(
         decay = optax.linear_schedule(1.0, 0.0, horizon)
         rate = lambda count: learning_rate * decay(count)  # noqa: E731
     adam = optax.adam(rate)
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam) if clip else adam
+    if not clip:
+        return adam
+    clipper = clip_each_by_global_norm if per_network else optax.clip_by_global_norm
+    return optax.chain(clipper(max_grad_norm), adam)
+
+
+def clip_each_by_global_norm(max_norm: Any) -> optax.GradientTransformation:
+    """``optax.clip_by_global_norm`` applied to each top-level entry of a dict of gradients.
+
+    With one norm over both networks the value loss's gradient (returns in the hundreds) sets
+    the scale the policy's gradient is cut by; clipped apart, each network is cut by its own.
+    The state is empty, as ``clip_by_global_norm``'s, so checkpoints keep their structure.
+    """
+    inner = optax.clip_by_global_norm(max_norm)
+
+    def init(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        del params
+        clipped = {k: inner.update(v, optax.EmptyState())[0] for k, v in updates.items()}
+        return clipped, state
+
+    return optax.GradientTransformation(init, update)
 
 
 def learner_from_config(
@@ -151,7 +184,8 @@ def learner_from_config(
     value_optimizer = None
     if cfg.value_steps:  # its own Adam (and schedule, counting value_steps per update)
         value_optimizer, _ = make_optimizer(cfg, num_updates, steps_per_update, traced=traced,
-                                            counts_per_update=cfg.value_steps)  # fmt: skip
+                                            counts_per_update=cfg.value_steps,
+                                            per_network=False)  # fmt: skip
     return make_learner(
         networks, dist, optimizer, baseline=cfg.baseline,
         normalize_advantages=cfg.normalize_advantages, entropy_coef=cfg.entropy_coef,

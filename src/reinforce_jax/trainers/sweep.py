@@ -5,7 +5,7 @@ Settings that do not change an array's shape and that the compiled program can t
 entropy and value weights, gamma) are traced: all configurations that differ only in them train
 vmapped in one program, the PureJaxRL way. Any other setting (hidden sizes, number of
 environments, the schedule, ...) is structural: one program per structural combination. Whether
-clipping happens at all (``max_grad_norm`` 0 or not) is structural too.
+clipping happens at all (``max_grad_norm`` 0 or not) and its ``clip_scope`` are structural too.
 
 Configuration ``c`` with seed ``s`` starts from ``PRNGKey(s)`` as ``reinforce train --seed s``
 does (common random numbers across configurations). Its numbers are close to, not bitwise equal
