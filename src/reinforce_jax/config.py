@@ -217,7 +217,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         value_steps=4,
         # Each network clipped on its own (one norm over both let the value loss, 100-2,600,
         # set the policy's step): 20/20 pooled seeds solved, 17/20 >= 200 on new episodes,
-        # against 8/10 and 7/10 (README, "Continuous actions").
+        # against 8/10 and 7/10; solo the two are level (README, "Continuous actions").
         clip_scope="per_network",
         eval_every=20,
         # The solve check on 200 episodes: a run stops at its first passing check, so with 100

@@ -15,8 +15,8 @@ evaluation runs only when some seed's pre-check mean reaches the threshold minus
 LunarLander's 200). The gate looks at the greedy policy itself, not at the sampled training
 return: on LunarLander the two differ by hundreds either way (a sampled policy that lands at 200
 while its greedy twin hovers near 0, and the reverse). The solve check itself is unchanged:
-``eval_episodes`` greedy episodes with mean >= threshold. The last chunk always evaluates. ``reinforce evaluate``
-re-judges any policy on gymnasium's own environments.
+``eval_episodes`` greedy episodes with mean >= threshold. The last chunk always evaluates.
+``reinforce evaluate`` re-judges any policy on gymnasium's own environments.
 
 **Stopping at a solve.** With ``stop_when_solved`` a seed stops learning at its first solve and
 keeps the parameters that passed, as with the compiled trainer (its environments still step: the
