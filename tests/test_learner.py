@@ -530,3 +530,42 @@ def test_clip_scope_per_network_trains_with_value_steps():
     assert max_abs_diff(new.params["policy"], state.params["policy"]) > 0.0
     assert value_loss(networks, new.params, batch) < value_loss(networks, state.params, batch)
     assert np.isfinite(float(metrics["loss"]))
+
+
+# --------------------------------------------------------------------------------------------
+# small_dot: tiny dense layers as a multiply and a sum
+# --------------------------------------------------------------------------------------------
+
+
+def _jaxpr_ops(f, *args) -> set[str]:
+    return {eqn.primitive.name for eqn in jax.make_jaxpr(f)(*args).jaxpr.eqns}
+
+
+def test_small_dot_multiplies_and_sums_small_layers_and_keeps_the_product_for_large_ones():
+    from reinforce_jax.networks import SMALL_DOT_WORK, small_dot
+
+    dims = (((1,), (0,)), ((), ()))
+    rng = np.random.default_rng(0)
+    small = (
+        rng.normal(size=(4, 20)).astype(np.float32),
+        rng.normal(size=(20, 20)).astype(np.float32),
+    )
+    large = (rng.normal(size=(64, 20)).astype(np.float32), small[1])
+    assert small[0].size * 20 <= SMALL_DOT_WORK < large[0].size * 20
+    f = lambda x, w: small_dot(x, w, dims)  # noqa: E731
+    assert "dot_general" not in _jaxpr_ops(f, *small) and "reduce_sum" in _jaxpr_ops(f, *small)
+    assert "dot_general" in _jaxpr_ops(f, *large)
+    for x, w in (small, large):
+        np.testing.assert_allclose(f(x, w), x @ w, rtol=1e-5, atol=1e-5)
+    # per seed under vmap: 4 environments of each of 8 seeds are small layers
+    xs, ws = np.stack([small[0]] * 8), np.stack([small[1]] * 8)
+    assert "dot_general" not in _jaxpr_ops(jax.vmap(f), xs, ws)
+    # the MLP uses it: a CartPole-sized policy on 4 observations has no matrix product
+    net = make_networks(NUM_ACTIONS)
+    params = net.policy.init(jax.random.PRNGKey(0), jnp.zeros((4, OBS_DIM)))
+    assert "dot_general" not in _jaxpr_ops(
+        lambda o: net.policy.apply(params, o), jnp.ones((4, OBS_DIM))
+    )
+    assert "dot_general" in _jaxpr_ops(
+        lambda o: net.policy.apply(params, o), jnp.ones((256, OBS_DIM))
+    )

@@ -31,6 +31,25 @@ class Network(Protocol):
     def apply(self, params: Any, obs: jax.Array) -> jax.Array: ...
 
 
+# A dense layer with at most this much work (rows x inputs x outputs) multiplies and sums instead
+# of calling a matrix product. XLA's CPU backend runs a product as a library call, once per seed
+# when vmapped over seeds; inside a rollout's loop, where a CartPole layer sees 4 environments, a
+# multiply-and-reduce fuses into one loop and takes half the time (2.5 against 4.9 us a step of a
+# 20 x 20 network for 4 seeds), while from 16 environments on the library call is twice as fast.
+SMALL_DOT_WORK = 2048
+
+
+def small_dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    """``lax.dot_general`` for a dense layer (``[..., K] x [K, N]``), as a multiply and a sum over
+    ``K`` where it has at most :data:`SMALL_DOT_WORK` multiplications."""
+    (lhs_c, rhs_c), (lhs_b, rhs_b) = dimension_numbers
+    dense = not lhs_b and not rhs_b and rhs.ndim == 2 and tuple(rhs_c) == (0,)
+    if dense and tuple(lhs_c) == (lhs.ndim - 1,) and lhs.size * rhs.shape[1] <= SMALL_DOT_WORK:
+        return (lhs[..., :, None] * rhs).sum(-2)
+    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                               preferred_element_type=preferred_element_type)  # fmt: skip
+
+
 class MLP(nn.Module):
     """Multi-layer perceptron: flatten the observation, ``hidden_sizes`` dense layers, linear head."""
 
@@ -46,9 +65,9 @@ class MLP(nn.Module):
         x = x.astype(jnp.float32)
         act = ACTIVATIONS[self.activation]
         for size in self.hidden_sizes:
-            x = act(nn.Dense(size)(x))
+            x = act(nn.Dense(size, dot_general=small_dot)(x))
         init = nn.initializers.variance_scaling(self.head_scale**2, "fan_in", "truncated_normal")
-        return nn.Dense(self.num_outputs, kernel_init=init)(x)
+        return nn.Dense(self.num_outputs, kernel_init=init, dot_general=small_dot)(x)
 
 
 class GaussianMLP(nn.Module):
