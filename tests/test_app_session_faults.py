@@ -292,3 +292,17 @@ def test_resume_removes_temp_files_left_by_a_kill_and_runs_lists_corrupt_runs(tm
     assert main(["runs", str(root)]) == 0
     out = capsys.readouterr().out
     assert "corrupt" in next(ln for ln in out.splitlines() if ln.startswith("bad"))
+
+
+def test_a_run_directory_with_a_setting_this_version_lacks_is_one_line_and_exit_2(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    assert main(["train", "--run-dir", str(run_dir), "--total-steps", "8000", "--quiet",
+                 *SMALL]) == 0  # fmt: skip
+    data = json.loads((run_dir / "config.json").read_text())
+    data["config"]["a_future_setting"] = True
+    (run_dir / "config.json").write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--episodes", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another version of reinforce-jax" in err[0]
+    assert "a_future_setting" in err[0]

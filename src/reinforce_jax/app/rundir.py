@@ -229,6 +229,9 @@ class RunDir:
         try:
             return validate(from_dict(data["config"]))
         except (KeyError, TypeError, ConfigError) as e:
+            if str(e).startswith("unknown config key"):  # a setting this version does not have
+                raise RunError(f"{self.path / 'config.json'} was written by another version of "
+                               f"reinforce-jax, or is corrupt: {e}") from None  # fmt: skip
             raise RunError(f"{self.path / 'config.json'} is corrupt: {e}") from None
 
     def read_jsonl(self, name: str) -> list[dict[str, Any]]:
