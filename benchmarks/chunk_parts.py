@@ -12,22 +12,19 @@ median, on whatever cores the process may use (pin it: ``taskset -c 0``)::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 
-os.environ.setdefault("REINFORCE_JAX_CACHE", "off")
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from reinforce_jax.config import make_config  # noqa: E402
-from reinforce_jax.envs import env_spec  # noqa: E402
-from reinforce_jax.envs.registry import make_jax_env  # noqa: E402
-from reinforce_jax.evaluate import make_jax_evaluate  # noqa: E402
-from reinforce_jax.rollout.functional import make_jax_rollout  # noqa: E402
-from reinforce_jax.rollout.trajectory import to_batch  # noqa: E402
-from reinforce_jax.trainers.common import build_agent, init_learner, loop_options, prng_keys  # noqa: E402
+from reinforce_jax.config import make_config
+from reinforce_jax.envs import env_spec
+from reinforce_jax.envs.registry import make_jax_env
+from reinforce_jax.evaluate import make_jax_evaluate
+from reinforce_jax.rollout.functional import make_jax_rollout
+from reinforce_jax.rollout.trajectory import to_batch
+from reinforce_jax.trainers.common import build_agent, init_learner, loop_options, prng_keys
 
 ROWS, UPDATES = 4, 5
 

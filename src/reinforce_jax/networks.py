@@ -39,7 +39,13 @@ class Network(Protocol):
 SMALL_DOT_WORK = 2048
 
 
-def small_dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+def small_dot(
+    lhs: jax.Array,
+    rhs: jax.Array,
+    dimension_numbers: Any,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
     """``lax.dot_general`` for a dense layer (``[..., K] x [K, N]``), as a multiply and a sum over
     ``K`` where it has at most :data:`SMALL_DOT_WORK` multiplications."""
     (lhs_c, rhs_c), (lhs_b, rhs_b) = dimension_numbers
