@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reinforce_jax.errors import ConfigError
+from reinforce_jax.errors import ConfigError, UnknownSettingsError
 
 __all__ = ["Config", "ConfigError", "make_config"]
 
@@ -261,7 +261,7 @@ def from_dict(values: dict[str, Any]) -> Config:
         raise ConfigError("a config must be a table/object of settings")
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(map(str, unknown))}")
+        raise UnknownSettingsError(f"unknown config key(s): {', '.join(map(str, unknown))}")
     values = dict(values)
     for name, v in values.items():
         default = FIELDS[name].default

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from reinforce_jax.config import FIELDS, Config, from_dict, validate
-from reinforce_jax.errors import ConfigError
+from reinforce_jax.config import Config, from_dict, validate
+from reinforce_jax.errors import ConfigError, UnknownSettingsError
 
 CHECKPOINT_FORMAT = 2  # 2: typed checkpoints ({"evaluations", "trainer", row counts})
 
@@ -226,13 +226,11 @@ class RunDir:
 
     def config(self) -> Config:
         data = self.read_json("config.json")
-        settings = data.get("config") if isinstance(data, dict) else None
-        unknown = sorted(set(settings) - set(FIELDS)) if isinstance(settings, dict) else []
-        if unknown:  # settings this version does not have
-            raise RunError(f"{self.path / 'config.json'} was written by another version of "
-                           f"reinforce-jax, or is corrupt: unknown settings {', '.join(unknown)}")  # fmt: skip
         try:
             return validate(from_dict(data["config"]))
+        except UnknownSettingsError as e:
+            raise RunError(f"{self.path / 'config.json'} was written by another version of "
+                           f"reinforce-jax, or is corrupt: {e}") from None  # fmt: skip
         except (KeyError, TypeError, ConfigError) as e:
             raise RunError(f"{self.path / 'config.json'} is corrupt: {e}") from None
 
