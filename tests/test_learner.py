@@ -569,3 +569,66 @@ def test_small_dot_multiplies_and_sums_small_layers_and_keeps_the_product_for_la
     assert "dot_general" in _jaxpr_ops(
         lambda o: net.policy.apply(params, o), jnp.ones((256, OBS_DIM))
     )
+
+
+# --------------------------------------------------------------------------------------------
+# max_kl: a backtracking line search on the policy's step
+# --------------------------------------------------------------------------------------------
+
+
+def _kl_estimate(networks: Networks, old, new, batch: Batch) -> float:
+    """Schulman's estimator written out with numpy: mean over the batch of (r - 1) - log r."""
+    lo = np.asarray(jax.nn.log_softmax(networks.policy.apply(old["policy"], batch.obs)))
+    ln = np.asarray(jax.nn.log_softmax(networks.policy.apply(new["policy"], batch.obs)))
+    a = np.asarray(batch.actions)
+    log_r = (ln - lo)[np.arange(len(a)), a].astype(np.float64)
+    return float(np.mean(np.exp(log_r) - 1.0 - log_r))
+
+
+def _one_update(max_kl: float, learning_rate: float = 0.05):
+    networks = make_networks(NUM_ACTIONS, with_value=True)
+    batch = fixed_batch()
+    cfg = make_config(overrides={"baseline": "value", "learning_rate": learning_rate,
+                                 "max_kl": max_kl})  # fmt: skip
+    learner = make_learner(cfg, networks)
+    state = learner.init(jax.random.PRNGKey(3), batch.obs)
+    new, metrics = jax.jit(learner.update)(state, batch)
+    return networks, batch, state, new, metrics
+
+
+def test_max_kl_takes_the_largest_fraction_of_the_step_within_the_bound():
+    networks, batch, s0, full, m_off = _one_update(0.0)
+    assert "kl" not in m_off and "kl_fraction" not in m_off  # off: the metrics are as before
+    kl_full = _kl_estimate(networks, s0.params, full.params, batch)
+    assert kl_full > 1e-4  # a step large enough for the bound below to bite
+    bound = kl_full / 8  # between the KL of a quarter step (~1/16) and of a half one (~1/4)
+    _, _, _, cut, m = _one_update(bound)
+    fraction = float(m["kl_fraction"])
+    assert fraction in (0.5, 0.25, 0.125)
+    step = lambda f: jax.tree.map(lambda o, n: o + f * (n - o), s0.params, full.params)  # noqa: E731
+    assert _kl_estimate(networks, s0.params, step(fraction), batch) <= bound * (1 + 1e-4)
+    assert _kl_estimate(networks, s0.params, step(2 * fraction), batch) > bound
+    np.testing.assert_allclose(float(m["kl"]), _kl_estimate(networks, s0.params, cut.params, batch),
+                               rtol=1e-3)  # fmt: skip
+    # the policy moved by that fraction of the optimizer's step; the value took its whole step
+    assert max_abs_diff(cut.params["policy"], step(fraction)["policy"]) < 1e-6
+    assert max_abs_diff(cut.params["value"], full.params["value"]) == 0.0
+    # the joint optimizer's state is the unbounded update's (the direction, not the length)
+    assert max_abs_diff(cut.opt_state, full.opt_state) == 0.0
+
+
+def test_max_kl_skips_a_policy_step_no_fraction_fits_and_keeps_one_that_does():
+    _, _, s0, full, _ = _one_update(0.0)
+    _, _, _, none, m = _one_update(1e-12)
+    assert float(m["kl_fraction"]) == 0.0 and float(m["kl"]) == 0.0
+    assert max_abs_diff(none.params["policy"], s0.params["policy"]) == 0.0
+    assert max_abs_diff(none.params["value"], full.params["value"]) == 0.0
+    _, _, _, whole, m = _one_update(1e6)
+    assert float(m["kl_fraction"]) == 1.0
+    assert max_abs_diff(whole.params, full.params) < 1e-7
+
+
+@pytest.mark.parametrize("bad", [-0.01, float("nan"), float("inf")])
+def test_max_kl_is_validated(bad):
+    with pytest.raises(ConfigError, match="max_kl"):
+        make_config(overrides={"max_kl": bad})

@@ -83,6 +83,11 @@ class Config:
         "global (one norm over the policy and value gradients together) | per_network (each "
         "network's gradient clipped to max_grad_norm on its own)",
     )
+    max_kl: float = _f(
+        0.0,
+        "the largest estimated KL(old || new policy) on its batch an update's policy step may "
+        "take: the step is halved (up to 4 times) until it fits, else skipped; 0 = off",
+    )
     min_episodes: int = _f(
         0,
         "envpool trainer: an update learning from fewer finished episodes than this takes a "
@@ -340,7 +345,7 @@ def validate(cfg: Config) -> Config:
             f"hidden_sizes must be positive layer sizes, got {list(cfg.hidden_sizes)}"
         )
     for name in ("gamma", "learning_rate", "entropy_coef", "value_coef", "value_scale",
-                 "max_grad_norm", "log_std_init", "head_scale"):  # fmt: skip
+                 "max_grad_norm", "log_std_init", "head_scale", "max_kl"):  # fmt: skip
         if not math.isfinite(getattr(cfg, name)):
             raise ConfigError(f"{name} must be a finite number, got {getattr(cfg, name)}")
     if not 0.0 < cfg.gamma <= 1.0:
@@ -349,7 +354,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"value_scale must be positive, got {cfg.value_scale}")
     if not cfg.learning_rate > 0.0:
         raise ConfigError(f"learning_rate must be positive, got {cfg.learning_rate}")
-    for name in ("entropy_coef", "value_coef", "max_grad_norm", "head_scale"):
+    for name in ("entropy_coef", "value_coef", "max_grad_norm", "head_scale", "max_kl"):
         if getattr(cfg, name) < 0.0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.value_steps and cfg.baseline != "value":

@@ -13,6 +13,15 @@ The total loss is :math:`L = L_{pg} - c_H H + c_V L_V` with :math:`L_{pg}` the m
 ``value_steps`` (baseline = value) adds that many gradient steps on :math:`c_V L_V` alone after the
 joint step, on the same batch, with an optimizer state of their own (``LearnerState.value_opt_state``):
 the policy's parameters and its part of the joint optimizer state are not touched by them.
+
+``max_kl`` (> 0) bounds how far one update may move the policy: the policy's step (the optimizer's
+update of ``params["policy"]``) is scaled by the largest fraction :math:`f` in
+:data:`KL_FRACTIONS` whose estimated :math:`KL(\pi_{old} \| \pi_{new})` on the batch stays within
+it, and by 0 when none does. The estimate is Schulman's non-negative
+:math:`\mathbb{E}_{a \sim \pi_{old}}[(r - 1) - \log r]`, :math:`r = \pi_{new}(a|s) / \pi_{old}(a|s)`,
+over the batch's own (sampled) actions, so it needs only ``log_prob``. The gradient estimator is
+REINFORCE's; only the step length changes (a backtracking line search, as TRPO's, along Adam's
+direction).
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ from reinforce_jax.networks import Networks, policy_output, value_output
 from reinforce_jax.rollout.trajectory import Batch
 
 BASELINES = ("none", "mean", "value")
+
+# The fractions of a policy step tried, in turn, under ``max_kl`` (then 0: no policy step).
+KL_FRACTIONS = (1.0, 0.5, 0.25, 0.125, 0.0625)
 
 # Hyperparameters ``update`` accepts as traced values (a sweep vmaps over them). The optimizer's
 # (learning_rate, max_grad_norm) reach it through ``optax.inject_hyperparams``'s state.
@@ -66,6 +78,7 @@ def make_learner(
     entropy_schedule: Callable[[jax.Array], jax.Array] | None = None,
     value_steps: int = 0,
     value_optimizer: optax.GradientTransformation | None = None,
+    max_kl: float = 0.0,
 ) -> Learner:
     """``init(key, example_obs, obs_stats=None)`` and the jittable ``update(state, batch, hyper)``.
 
@@ -84,6 +97,10 @@ def make_learner(
     steps, ``value_steps`` per update: a count-based schedule in ``value_optimizer`` should span
     ``value_steps`` times the joint one's updates (``learner_from_config`` builds it so). Traced
     ``learning_rate`` and ``max_grad_norm`` apply to both optimizers.
+
+    ``max_kl`` (0 = off): the largest estimated KL divergence from the old policy to the new one
+    on the batch that a policy step may take (the module's docstring); the metrics then hold
+    ``kl`` (of the step taken) and ``kl_fraction`` (its fraction of the optimizer's step).
     """
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
@@ -94,6 +111,8 @@ def make_learner(
         raise ValueError(f"value_steps must be a non-negative integer, got {value_steps!r}")
     if value_steps and not use_value:
         raise ValueError(f"value_steps needs baseline='value', got baseline={baseline!r}")
+    if not max_kl >= 0.0:
+        raise ValueError(f"max_kl must be >= 0, got {max_kl!r}")
     value_opt = optimizer if value_optimizer is None else value_optimizer
 
     def value_fit(params: Any, batch: Batch) -> tuple[jax.Array, jax.Array]:
@@ -142,6 +161,33 @@ def make_learner(
 
         return jax.lax.fori_loop(0, value_steps, one, (value_params, value_opt_state))
 
+    def kl_line_search(
+        old: Any, new: Any, stats: Any, batch: Batch
+    ) -> tuple[Any, jax.Array, jax.Array]:
+        """``new``'s policy pulled back toward ``old``'s to the first fraction whose KL estimate
+        is within ``max_kl`` (every fraction is evaluated at once; the first that fits wins)."""
+        extra = {} if stats is None else {"obs_norm": stats}
+
+        def log_prob(policy: Any) -> jax.Array:
+            out = policy_output(networks, {"policy": policy, **extra}, batch.obs)
+            return dist.log_prob(out, batch.actions)
+
+        old_logp = log_prob(old["policy"])
+
+        def kl_at(f: jax.Array) -> jax.Array:
+            policy = jax.tree.map(lambda o, n: o + f * (n - o), old["policy"], new["policy"])
+            log_r = log_prob(policy) - old_logp
+            return masked_mean(jnp.expm1(log_r) - log_r, batch.mask)
+
+        fractions = jnp.asarray(KL_FRACTIONS, jnp.float32)
+        kls = jax.vmap(kl_at)(fractions)
+        fits = kls <= max_kl
+        first = jnp.argmax(fits)  # the largest fraction that fits (they are in decreasing order)
+        fraction = jnp.where(fits[first], fractions[first], 0.0)
+        kl = jnp.where(fits[first], kls[first], 0.0)
+        policy = jax.tree.map(lambda o, n: o + fraction * (n - o), old["policy"], new["policy"])
+        return {**new, "policy": policy}, kl, fraction
+
     def init(key: jax.Array, example_obs: jax.Array, obs_stats: Any = None) -> LearnerState:
         pkey, vkey = jax.random.split(key)
         params = {"policy": networks.policy.init(pkey, example_obs)}
@@ -173,6 +219,10 @@ def make_learner(
         opt_state = _with_hyperparameters(state.opt_state, opt_hyper)
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         params = optax.apply_updates(trainable, updates)
+        if max_kl:
+            params, metrics["kl"], metrics["kl_fraction"] = kl_line_search(
+                trainable, params, stats, batch
+            )
         value_opt_state = state.value_opt_state
         if value_steps:  # value-only steps after the joint one: the policy is not in them
             value_params, value_opt_state = value_only_steps(

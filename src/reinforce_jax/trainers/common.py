@@ -191,7 +191,7 @@ def learner_from_config(
         normalize_advantages=cfg.normalize_advantages, entropy_coef=cfg.entropy_coef,
         value_coef=cfg.value_coef, schedule=schedule,
         entropy_schedule=entropy_schedule(cfg, steps_per_update),
-        value_steps=cfg.value_steps, value_optimizer=value_optimizer,
+        value_steps=cfg.value_steps, value_optimizer=value_optimizer, max_kl=cfg.max_kl,
     )  # fmt: skip
 
 
