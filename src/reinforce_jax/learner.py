@@ -172,11 +172,13 @@ def make_learner(
             out = policy_output(networks, {"policy": policy, **extra}, batch.obs)
             return dist.log_prob(out, batch.actions)
 
+        def toward(f: jax.Array) -> Any:  # the policy after fraction f of the step
+            return jax.tree.map(lambda o, n: o + f * (n - o), old["policy"], new["policy"])
+
         old_logp = log_prob(old["policy"])
 
         def kl_at(f: jax.Array) -> jax.Array:
-            policy = jax.tree.map(lambda o, n: o + f * (n - o), old["policy"], new["policy"])
-            log_r = log_prob(policy) - old_logp
+            log_r = log_prob(toward(f)) - old_logp
             return masked_mean(jnp.expm1(log_r) - log_r, batch.mask)
 
         fractions = jnp.asarray(KL_FRACTIONS, jnp.float32)
@@ -185,8 +187,7 @@ def make_learner(
         first = jnp.argmax(fits)  # the largest fraction that fits (they are in decreasing order)
         fraction = jnp.where(fits[first], fractions[first], 0.0)
         kl = jnp.where(fits[first], kls[first], 0.0)
-        policy = jax.tree.map(lambda o, n: o + fraction * (n - o), old["policy"], new["policy"])
-        return {**new, "policy": policy}, kl, fraction
+        return {**new, "policy": toward(fraction)}, kl, fraction
 
     def init(key: jax.Array, example_obs: jax.Array, obs_stats: Any = None) -> LearnerState:
         pkey, vkey = jax.random.split(key)
