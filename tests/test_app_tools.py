@@ -62,6 +62,32 @@ def test_video_gif_and_mp4(run_dir, tmp_path, capsys):
     assert mp4.read_bytes()[4:8] == b"ftyp"
 
 
+def test_video_renders_only_the_frames_it_keeps(monkeypatch):
+    from reinforce_jax.app import video
+    from reinforce_jax.policies import load_pretrained
+
+    cfg, params = load_pretrained("CartPole-v1")
+    rendered = []
+    make = video.make_gym_env
+
+    def counting(*args, **kwargs):  # counts the frames the environment renders
+        env = make(*args, **kwargs)
+        render = env.render
+        env.render = lambda: rendered.append(1) or render()
+        return env
+
+    monkeypatch.setattr(video, "make_gym_env", counting)
+    all_frames, returns, fps = video.record(cfg, params, "CartPole-v1", 2, 5, False)
+    assert len(rendered) == len(all_frames) == sum(returns) + 2  # a frame per step, and resets
+    rendered.clear()
+    kept, again, fps7 = video.record(cfg, params, "CartPole-v1", 2, 5, False, every=7)
+    assert again == returns and fps7 == pytest.approx(fps / 7)
+    # one frame in 7, counted across both episodes, and no other frame rendered
+    assert len(rendered) == len(kept) == len(all_frames[::7])
+    for a, b in zip(kept, all_frames[::7], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_plot_several_runs_as_svg_and_runs_listing(run_dir, tmp_path, capsys):
     out = tmp_path / "curves.svg"
     assert main(["plot", str(run_dir), str(run_dir), "--x", "wall_time", "--out", str(out)]) == 0

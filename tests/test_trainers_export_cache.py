@@ -16,11 +16,18 @@ from reinforce_jax.trainers import compiled, export_cache
 from reinforce_jax.trainers.export_cache import cached_jit, program_key
 
 
+@pytest.fixture(autouse=True)
+def _keep_the_sessions_directory():
+    # The tests here point the cache elsewhere; the session's own directory comes back after.
+    before = export_cache.directory()
+    yield
+    export_cache.set_directory(before)
+
+
 @pytest.fixture
 def cache_dir(tmp_path):
     export_cache.set_directory(tmp_path / "programs")
-    yield tmp_path / "programs"
-    export_cache.set_directory(None)
+    return tmp_path / "programs"
 
 
 class Traced:

@@ -304,8 +304,9 @@ class Run:
         if path.suffix.lower() not in (".mp4", ".gif"):
             raise ConfigError(f"video output must end in .mp4 or .gif, got {path.name!r}")
         params = self.policy(run_seed)
-        frames, _, fps = record(self.config, params, self.config.env_id, episodes, seed, greedy)
-        write_video(frames, path, fps, every)
+        frames, _, fps = record(self.config, params, self.config.env_id, episodes, seed, greedy,
+                                every)  # fmt: skip
+        write_video(frames, path, fps)
         if notebook_shell() is not None:
             from IPython.display import Image, Video, display
 

@@ -396,8 +396,9 @@ def cmd_video(args: argparse.Namespace) -> int:
         Path(args.run) / "video.mp4" if args.run else Path(f"{cfg.env_id}.mp4"))  # fmt: skip
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise ConfigError(f"video output must end in .mp4 or .gif, got {out.name!r}")
-    frames, returns, fps = record(cfg, params, cfg.env_id, args.episodes, args.seed, args.greedy)
-    write_video(frames, out, fps, args.every)
+    frames, returns, fps = record(cfg, params, cfg.env_id, args.episodes, args.seed, args.greedy,
+                                  args.every)  # fmt: skip
+    write_video(frames, out, fps)
     print(f"{out}: {len(returns)} episode(s) of {label}, returns {[round(r, 1) for r in returns]}")
     return 0
 
