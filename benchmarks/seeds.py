@@ -4,8 +4,9 @@ For each K, runs the whole command ``reinforce train --env CartPole-v1 --num-see
 --stop-when-solved --quiet`` in a fresh process from an empty compilation cache, ``--runs`` times,
 and prints the wall time from process start to exit (minimum / median / maximum) beside the
 in-process figures the run directory records: training wall time, the first chunk (compilation
-included), environment steps per seed, aggregate steps per second, seeds solved. Optionally a
-sweep (``--sweep``) the same way.
+included), environment steps per seed, aggregate steps per second, seeds solved. Beside them, a
+host reference: a fixed pure-Python loop timed before each run, since the shared host's speed
+varies by 2x between days. Optionally a sweep (``--sweep``) the same way.
 
     python benchmarks/seeds.py                      # K = 1, 8, 64; 3 runs each
     python benchmarks/seeds.py --ks 64 --runs 5 --sweep
@@ -40,6 +41,16 @@ def whole(cmd: list[str], cache: Path, src: str | None = None) -> float:
     return wall
 
 
+def host_reference() -> float:
+    """Seconds for a fixed pure-Python loop (10M additions): printed beside the figures so that
+    runs on different days can be compared (1.1 s on a quiet 2-core host, 2.6-7.1 s in bursts)."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - start
+
+
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return (f"median {fmt.format(statistics.median(values))}  (min {fmt.format(min(values))}, "
             f"max {fmt.format(max(values))})")  # fmt: skip
@@ -52,7 +63,9 @@ def run_k(k: int, runs: int, tmp: Path, vs: str | None = None) -> dict:
     for label in ("this", "vs") if vs else ("this",):
         out[label] = dict(whole=[], in_process=[], first_chunk=[], steps=[], seed_steps=[],
                           solved=[])  # fmt: skip
+    reference = []
     for i in range(runs):
+        reference.append(host_reference())
         for label, src in ((lb, vs if lb == "vs" else None) for lb in out):
             f = out[label]
             run = tmp / f"k{k}-{label}-{i}"
@@ -70,7 +83,9 @@ def run_k(k: int, runs: int, tmp: Path, vs: str | None = None) -> dict:
             f["steps"].append(max(last.values()))
             f["seed_steps"].append(sum(last.values()))
             f["solved"].append(status.get("solved_seeds", 0))
+    print(f"K={k:<3} host reference (10M-add Python loop, before each run) {spread(reference)} s")
     for label, f in out.items():
+        f["host_reference"] = reference
         agg = [s / t for s, t in zip(f["seed_steps"], f["in_process"], strict=True)]
         f["aggregate_steps_per_s"] = agg
         name = f"K={k:<3}" if label == "this" else f"  vs {vs}:\n     "
