@@ -9,10 +9,11 @@ import tempfile
 # default CartPole chunk that many `reinforce` commands compile, say) is then compiled once,
 # as it is for a user, whose cache is on by default. REINFORCE_JAX_CACHE=off tests without it.
 os.environ.setdefault("MPLBACKEND", "Agg")
-if "REINFORCE_JAX_CACHE" not in os.environ:
-    _cache = tempfile.mkdtemp(prefix="reinforce-jax-test-cache-")
-    os.environ["REINFORCE_JAX_CACHE"] = _cache
-    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+if os.environ.get("REINFORCE_JAX_CACHE") != "off":
+    if "REINFORCE_JAX_TEST_CACHE" not in os.environ:  # the session's first process
+        os.environ["REINFORCE_JAX_TEST_CACHE"] = tempfile.mkdtemp(prefix="reinforce-jax-tests-")
+        atexit.register(shutil.rmtree, os.environ["REINFORCE_JAX_TEST_CACHE"], ignore_errors=True)
+    os.environ["REINFORCE_JAX_CACHE"] = os.environ["REINFORCE_JAX_TEST_CACHE"]
 
 
 def pytest_configure(config):
