@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -67,6 +69,7 @@ def test_video_renders_only_the_frames_it_keeps(monkeypatch):
     from reinforce_jax.policies import load_pretrained
 
     cfg, params = load_pretrained("CartPole-v1")
+    params = jax.tree.map(jnp.zeros_like, params)  # uniform actions: short episodes, few frames
     rendered = []
     make = video.make_gym_env
 
@@ -77,12 +80,13 @@ def test_video_renders_only_the_frames_it_keeps(monkeypatch):
         return env
 
     monkeypatch.setattr(video, "make_gym_env", counting)
-    all_frames, returns, fps = video.record(cfg, params, "CartPole-v1", 2, 5, False)
-    assert len(rendered) == len(all_frames) == sum(returns) + 2  # a frame per step, and resets
+    all_frames, returns, fps = video.record(cfg, params, "CartPole-v1", 3, 5, False)
+    assert len(rendered) == len(all_frames) == sum(returns) + 3  # a frame per step, and resets
+    assert len(set(returns)) > 1
     rendered.clear()
-    kept, again, fps7 = video.record(cfg, params, "CartPole-v1", 2, 5, False, every=7)
+    kept, again, fps7 = video.record(cfg, params, "CartPole-v1", 3, 5, False, every=7)
     assert again == returns and fps7 == pytest.approx(fps / 7)
-    # one frame in 7, counted across both episodes, and no other frame rendered
+    # one frame in 7, counted across the episodes, and no other frame rendered
     assert len(rendered) == len(kept) == len(all_frames[::7])
     for a, b in zip(kept, all_frames[::7], strict=True):
         np.testing.assert_array_equal(a, b)
