@@ -42,8 +42,10 @@ def whole(cmd: list[str], cache: Path, src: str | None = None) -> float:
 
 
 def host_reference() -> float:
-    """Seconds for a fixed pure-Python loop (10M additions): printed beside the figures so that
-    runs on different days can be compared (1.1 s on a quiet 2-core host, 2.6-7.1 s in bursts)."""
+    """Seconds for a fixed pure-Python loop (10M additions, in this function: local variables),
+    printed beside the figures so that runs on different days can be set side by side. It sees
+    one core's speed only: on 2026-11-28 it read 0.55-0.93 s while the 64-seed command took
+    19.8-25.6 s (8.4 s on a faster day), so a slow day need not show in it."""
     start = time.perf_counter()
     total = 0
     for i in range(10_000_000):
