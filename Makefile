@@ -28,7 +28,7 @@ demo: $(RUNTIME)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -q -n auto --dist worksteal
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 8 --dist worksteal  # workers: one per core, 8 at most (memory)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
