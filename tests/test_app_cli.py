@@ -220,6 +220,9 @@ def test_jax_native_specs_equal_gymnasiums_without_importing_it():
         (["--env", "this:CartPole-v1"], "module"),
         (["--set", "learning_rate=inf"], "finite"),
         (["--set", "entropy_coef=nan"], "finite"),
+        (["--set", "return_lambda=1.5"], "return_lambda must be in [0, 1]"),
+        (["--set", "return_lambda=0.9", "--set", "baseline=mean"], "needs baseline = value"),
+        (["--set", "return_lambda=0.9"], "envpool and host trainers"),  # CartPole: compiled
         (["--resume", ""], "empty"),
     ],
 )

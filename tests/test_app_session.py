@@ -207,8 +207,13 @@ def test_notebook_run_resumes_with_memory_and_counters(tmp_path, monkeypatch):
 
 def test_settings_line_names_the_entropy_decay_and_a_missing_truncation_bootstrap():
     spec = env_spec("LunarLander-v3")
-    plain = session.describe_settings(make_config("LunarLander-v3"), spec)
+    plain = session.describe_settings(
+        make_config("LunarLander-v3", overrides={"truncation_bootstrap": True}), spec
+    )
     assert "decaying linearly over 1,000,000 steps" not in plain and "no bootstrap" not in plain
+    assert "TD(lambda = 0.95) returns" in plain  # LunarLander's default
+    mc = make_config("LunarLander-v3", overrides={"return_lambda": 1.0})
+    assert "TD(lambda" not in session.describe_settings(mc, spec)
     cfg = make_config("LunarLander-v3", overrides={"entropy_decay_steps": 1_000_000,
                                                    "truncation_bootstrap": False})  # fmt: skip
     line = session.describe_settings(cfg, spec)

@@ -23,6 +23,7 @@ returns_jit = jax.jit(rl.discounted_returns)
 batched_returns_jit = jax.jit(rl.batched_discounted_returns)
 pg_loss_jit = jax.jit(rl.batched_policy_gradient_loss)
 normalize_jit = jax.jit(rl.normalize)
+lambda_returns_jit = jax.jit(rl.lambda_returns)
 LENGTHS = st.sampled_from([1, 2, 3, 5, 8, 16, 30])
 
 
@@ -212,6 +213,49 @@ def test_batched_discounted_returns_matches_rlax(rollout, gamma):
     assert returns.dtype == jnp.float32
     expected = rlax_columns(rewards, ends, gamma)
     np.testing.assert_allclose(np.asarray(returns), np.asarray(expected), rtol=1e-5, atol=1e-4)
+
+
+# rlax's lambda_returns, column by column: (r_t, discount_t, v_t = V(s_{t+1}), lambda).
+rlax_lambda_columns = jax.jit(
+    jax.vmap(lambda r, d, v, lam: rlax.lambda_returns(r, d, v, lam), (1, 1, 1, None), 1)
+)
+
+
+@PROPS
+@given(
+    rollout=rollouts(),
+    gamma=gammas,
+    lam=st.sampled_from([0.0, 0.5, 0.9, 0.95, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_lambda_returns_matches_rlax(rollout, gamma, lam, seed):
+    rewards, ends = rollout
+    values = np.random.default_rng(seed).normal(0, 5, rewards.shape).astype(np.float32)
+    discounts = (gamma * (1.0 - ends)).astype(np.float32)
+    got = lambda_returns_jit(rewards, discounts, values, lam)
+    assert got.shape == rewards.shape and got.dtype == jnp.float32
+    expected = rlax_lambda_columns(rewards, discounts, values, lam)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-4)
+
+
+def test_lambda_returns_hand_checked_and_limits():
+    # One column, gamma 0.5, an episode end after step 1, V(s_{t+1}) = 10, 20, 30, 40.
+    r = np.array([[1.0], [2.0], [3.0], [4.0]], np.float32)
+    d = np.array([[0.5], [0.0], [0.5], [0.5]], np.float32)
+    v = np.array([[10.0], [20.0], [30.0], [40.0]], np.float32)
+    # lambda = 0: r + d V(s_{t+1}); the end cuts the bootstrap
+    np.testing.assert_allclose(np.asarray(rl.lambda_returns(r, d, v, 0.0))[:, 0], [6, 2, 18, 24])
+    # lambda = 1: discounted reward-to-go, completed by V(s_T) = 40 after the last step
+    np.testing.assert_allclose(np.asarray(rl.lambda_returns(r, d, v, 1.0))[:, 0], [2, 2, 15, 24])
+    # lambda = 0.5, by hand from the last step back: 24; 3 + .5(.5*30 + .5*24) = 16.5; 2; 2.5
+    np.testing.assert_allclose(
+        np.asarray(rl.lambda_returns(r, d, v, 0.5))[:, 0], [1 + 0.5 * (5 + 1), 2, 16.5, 24]
+    )
+    # lambda = 1 with an end on the last step is exactly the Monte-Carlo return
+    ends = np.array([[0], [1], [0], [1]], bool)
+    mc, _ = rl.batched_discounted_returns(r, ends, 0.5)
+    lam1 = rl.lambda_returns(r, 0.5 * (1.0 - ends.astype(np.float32)), v, 1.0)
+    np.testing.assert_allclose(np.asarray(lam1), np.asarray(mc), rtol=1e-6)
 
 
 def test_batched_discounted_returns_matches_rlax_explicit():

@@ -9,11 +9,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reinforce_jax.core.returns import batched_discounted_returns
+from reinforce_jax.core.returns import batched_discounted_returns, lambda_returns
 from reinforce_jax.envs import env_spec
 from reinforce_jax.envs import envpool as pools
 from reinforce_jax.errors import ConfigError
-from reinforce_jax.rollout.pool import PoolSteps, learn_window, reward_to_go
+from reinforce_jax.rollout.pool import (
+    PoolSteps,
+    learn_lambda_window,
+    learn_window,
+    make_pool_rollout,
+    reward_to_go,
+)
 
 needs_envpool = pytest.mark.skipif(not pools.available(), reason="envpool not installed")
 
@@ -90,7 +96,7 @@ def test_reward_to_go_is_the_sequential_recursion():
     assert (np.asarray(complete) == np.asarray(want_complete)).all()
 
 
-def _steps(rewards, ends, pending):
+def _steps(rewards, ends, pending, next_values=None):
     t, m = rewards.shape
     return PoolSteps(
         jnp.arange(t * m, dtype=jnp.float32).reshape(t, m, 1),
@@ -98,6 +104,7 @@ def _steps(rewards, ends, pending):
         jnp.asarray(rewards, jnp.float32),
         jnp.asarray(ends),
         jnp.asarray(pending),
+        jnp.zeros((t, m), jnp.float32) if next_values is None else jnp.asarray(next_values),
     )
 
 
@@ -132,6 +139,76 @@ def test_reset_only_steps_are_never_learned():
     assert float(counts["learn_episodes"][0]) == 2
     used = np.asarray(batch.mask[0]) > 0
     assert 1.0 not in np.asarray(batch.obs[0, :, 0])[used]  # obs index 1 is the reset-only step
+
+
+def test_lambda_window_learns_every_real_step_at_once_seed_major():
+    # Two seeds x two environments, four steps. Environment 1 (seed 0) ends its episode at step 1
+    # and resets at step 2 (a reset-only step); the others run on past the window's end.
+    rewards = np.array([[1, 2, 3, 4], [1, 2, 3, 4], [0, 2, 3, 4], [1, 2, 3, 4]], np.float32)
+    ends = np.zeros((4, 4), bool)
+    ends[1, 1] = True
+    pending = np.ones((4, 4), bool)
+    pending[2, 1] = False
+    values = np.random.default_rng(0).normal(0, 3, (4, 4)).astype(np.float32)
+    steps = _steps(rewards, ends, pending, values)
+    batch, counts = learn_lambda_window(steps, 0.9, 0.8, num_seeds=2)
+    want = np.asarray(lambda_returns(rewards, 0.9 * (1.0 - ends), values, 0.8))
+    # seed k's rows are its environments' steps, environment by environment... in time order
+    assert batch.returns.shape == (2, 8) and batch.obs.shape == (2, 8, 1)
+    for k in range(2):
+        for j in range(2):
+            env = 2 * k + j
+            rows = [t * 2 + j for t in range(4)]
+            np.testing.assert_allclose(np.asarray(batch.returns[k])[rows], want[:, env], rtol=1e-6)
+            np.testing.assert_array_equal(np.asarray(batch.obs[k, rows, 0]), np.arange(4) * 4 + env)
+    np.testing.assert_array_equal(np.asarray(counts["learn_steps"]), [7, 8])  # reset-only masked
+    np.testing.assert_array_equal(np.asarray(counts["learn_episodes"]), [1, 0])
+    np.testing.assert_array_equal(np.asarray(counts["dropped_steps"]), [0, 0])
+    assert float(batch.mask[0, 2 * 2 + 1]) == 0.0  # step 2 of environment 1
+    # the end cuts the bootstrap: environment 1's step 1 learns its reward alone
+    assert float(batch.returns[0, 1 * 2 + 1]) == 2.0
+
+
+@needs_envpool
+def test_rollout_records_next_values_and_bootstraps_truncations_only_when_asked():
+    import envpool
+
+    from reinforce_jax.rollout.pool import init_carry
+
+    def act(params, obs, key):  # push left: the pole falls in about 9 steps, after the limit
+        return jnp.zeros(obs.shape[:1], jnp.int32)
+
+    def value(params, obs):
+        return 100.0 + obs[:, 0]
+
+    got = {}
+    for bootstrap in (False, True):  # the same seed: the same episodes
+        pool = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=4, batch_size=4,
+                            num_threads=1, seed=0, max_episode_steps=5)  # fmt: skip
+        handle, _, _, step = pool.xla()
+        obs, _ = pool.reset()
+        rollout = make_pool_rollout(step, act, 2, 20, 0.99, value, bootstrap=bootstrap)
+        keys = jnp.stack([jax.random.PRNGKey(0)] * 2)
+        _, _, got[bootstrap], _ = jax.jit(rollout)(handle, init_carry(obs, 0), {}, keys)
+        pool.close()
+    plain, boot = got[False], got[True]
+    # V(s_{t+1}): the value of the observation each step led to, whether or not it bootstraps
+    obs = np.asarray(plain.obs)
+    np.testing.assert_allclose(np.asarray(plain.next_values)[:-1], 100.0 + obs[1:, :, 0],
+                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(plain.next_values), np.asarray(boot.next_values))
+    # Every episode is truncated at 5 steps (then a reset-only step): only ``bootstrap`` adds
+    # gamma V(s_T) to those steps' rewards.
+    ends, real = np.asarray(plain.ends), np.asarray(plain.pending)
+    assert (
+        ends.sum() == 4 * 3 and real.sum() == 20 * 4 - 4 * 3
+    )  # 3 episodes, 3 reset-only steps each
+    np.testing.assert_array_equal(np.asarray(plain.rewards)[real], 1.0)
+    added = np.asarray(boot.rewards) - np.asarray(plain.rewards)
+    np.testing.assert_allclose(added[ends], 0.99 * np.asarray(plain.next_values)[ends], rtol=1e-6)
+    assert (added[~ends] == 0).all()
+    with pytest.raises(ValueError, match="needs a value"):
+        make_pool_rollout(step, act, 2, 20, 0.99, None, bootstrap=True)
 
 
 def _episode_stats(step, reset, policy, episodes: int) -> tuple[np.ndarray, np.ndarray]:

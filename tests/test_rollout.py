@@ -13,7 +13,7 @@ from reinforce_jax.core import Categorical
 from reinforce_jax.core.spaces import Discrete
 from reinforce_jax.envs.vector import GymnasiumVectorEnv
 from reinforce_jax.networks import make_networks, value_output
-from reinforce_jax.rollout.trajectory import Rollout, to_batch
+from reinforce_jax.rollout.trajectory import Rollout, to_batch, to_lambda_batch
 from reinforce_jax.rollout.vectorized import EpisodeAssembler, HostRollout
 
 
@@ -48,6 +48,22 @@ def test_assembler_carries_cut_episodes_to_the_next_window():
     np.testing.assert_allclose(batch.returns[:3], [12, 9, 5])  # Monte-Carlo over the whole episode
     np.testing.assert_allclose(batch.returns[3], 10 + 20 + 30 + 40 + 50 + 60 + 70)
     np.testing.assert_array_equal(batch.mask, [1] * 10 + [0] * 6)
+
+
+def test_lambda_batch_learns_every_step_of_the_window_completed_by_the_value():
+    # Two environments, three steps; environment 0's episode ends at step 1, environment 1's runs
+    # past the window. V(s_{t+1}) = 10 everywhere, gamma 0.5, lambda 0.5.
+    obs = np.arange(6, dtype=np.float32).reshape(3, 2, 1)
+    act = np.arange(6, dtype=np.int32).reshape(3, 2)
+    rew = np.array([[1, 2], [1, 2], [1, 2]], np.float32)
+    ends = np.array([[0, 0], [1, 0], [0, 0]], bool)
+    batch = to_lambda_batch(Rollout(obs, act, rew, ends, rew, rew), np.full((3, 2), 10.0), 0.5, 0.5)
+    np.testing.assert_array_equal(batch.mask, np.ones(6))  # nothing waits, nothing is padding
+    np.testing.assert_array_equal(batch.obs[:, 0], np.arange(6))  # time-major, as to_batch
+    np.testing.assert_array_equal(batch.actions, np.arange(6))
+    # env 0: G2 = 1 + .5 * 10 = 6 (cut by the window); G1 = 1 (its end); G0 = 1 + .5 (5 + .5)
+    # env 1: G2 = 2 + 5 = 7; G1 = 2 + .5 (5 + 3.5) = 6.25; G0 = 2 + .5 (5 + 3.125) = 6.0625
+    np.testing.assert_allclose(batch.returns, [1 + 0.5 * 5.5, 6.0625, 1, 6.25, 6, 7])
 
 
 def test_assembler_defers_what_does_not_fit_and_drops_overlong_tails():

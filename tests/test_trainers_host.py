@@ -68,6 +68,20 @@ def test_same_seed_identical_other_seed_differs():
     assert rows(a) != rows(c)
 
 
+def test_td_lambda_learns_every_step_of_each_window_and_repeats_exactly():
+    _, a = host_events(return_lambda=0.9)
+    _, b = host_events(return_lambda=0.9)
+    _, mc = host_events()
+    rows = lambda events: [r for e in events for r in e.get("train", [])]  # noqa: E731
+    per_update = SMALL["num_envs"] * SMALL["rollout_steps"]
+    assert all(r["learn_steps"] == per_update for r in rows(a))  # nothing carried or masked
+    assert all(np.isfinite(r["value_loss"]) for r in rows(a))
+    assert any(r["learn_steps"] != per_update for r in rows(mc))
+    same = lambda x, y: jax.tree.all(jax.tree.map(np.array_equal, x, y))  # noqa: E731
+    assert same(a[-1]["done"]["params"], b[-1]["done"]["params"])
+    assert not same(a[-1]["done"]["params"], mc[-1]["done"]["params"])
+
+
 def test_stop_when_solved_and_num_seeds():
     cfg = make_config("CartPole-v1", overrides={**SMALL, "stop_when_solved": True})
     events = train_events(cfg, threshold=0.0)

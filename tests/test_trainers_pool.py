@@ -22,14 +22,13 @@ SMALL = dict(trainer="envpool", num_envs=4, rollout_steps=50, eval_every=2, eval
              total_steps=1600, hidden_sizes=(8,))  # fmt: skip
 
 
-def test_auto_keeps_the_host_trainer_for_lunarlander_and_envpool_is_explicit():
-    # envpool does not yet solve LunarLander as reliably as the host trainer (README), so `auto`
-    # keeps the host; --trainer envpool picks it explicitly.
+def test_auto_and_the_defaults_train_lunarlander_on_envpool_with_td_lambda():
     cfg = make_config("LunarLander-v3", overrides={"trainer": "auto"})
-    assert resolve_trainer(cfg, env_spec("LunarLander-v3")) == "host"
+    assert resolve_trainer(cfg, env_spec("LunarLander-v3")) == "envpool"
     assert resolve_trainer(cfg.replace(env_id="CartPole-v1"), env_spec("CartPole-v1")) == "compiled"
-    explicit = cfg.replace(trainer="envpool")
-    assert resolve_trainer(explicit, env_spec("LunarLander-v3")) == "envpool"
+    default = make_config("LunarLander-v3")
+    assert default.trainer == "envpool" and default.return_lambda == 0.95
+    assert resolve_trainer(cfg, env_spec("LunarLander-v3", {"enable_wind": True})) == "host"
 
 
 def test_without_envpool_the_envpool_trainer_falls_back_to_host_with_a_notice(monkeypatch):
@@ -38,6 +37,7 @@ def test_without_envpool_the_envpool_trainer_falls_back_to_host_with_a_notice(mo
     trainer = build_trainer(cfg, env_spec("LunarLander-v3"))
     assert trainer.name == "host"
     assert "envpool is not installed" in trainer.startup_note
+    assert trainer.cfg.return_lambda == 0.95  # the host trainer learns the same returns
 
 
 def test_auto_and_the_defaults_train_lunarlander_continuous_on_envpool_else_host(monkeypatch):
@@ -120,6 +120,24 @@ def test_a_run_with_value_steps_checkpoints_and_resumes_its_value_optimizer():
     after = [e["checkpoint"] for e in resumed if "checkpoint" in e][0]
     assert after.evaluations == ckpt.evaluations + 1
     assert max(counts(after)) == max(counts(ckpt)) + 2 * cfg.eval_every
+
+
+@needs_envpool
+def test_td_lambda_returns_learn_every_real_step_in_its_own_window():
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 2, "return_lambda": 0.9})
+    trainer = build_trainer(cfg, env_spec("CartPole-v1"))
+    assert trainer.carry_steps == 0  # nothing waits for its episode to end
+    events = train_events(cfg, threshold=10_000.0)
+    train = [r for e in events if "train" in e for r in e["train"]]
+    assert len(train) == 2 * 8
+    # every real step of the window is learned at once (the carried window learns only those of
+    # ended episodes), and none is dropped
+    assert all(r["learn_steps"] == r["valid_steps"] > 0 for r in train)
+    assert all(r["dropped_steps"] == 0 for r in train)
+    assert all(np.isfinite(r["value_loss"]) and np.isfinite(r["policy_loss"]) for r in train)
+    mc = [r for e in train_events(cfg.replace(return_lambda=1.0), threshold=10_000.0)
+          if "train" in e for r in e["train"]]  # fmt: skip
+    assert any(r["learn_steps"] < r["valid_steps"] for r in mc)
 
 
 def test_step_scale_shrinks_updates_learned_from_few_episodes():

@@ -73,6 +73,8 @@ def describe_settings(cfg: Config, spec: EnvSpec) -> str:
         horizon = cfg.lr_decay_steps or cfg.total_steps
         lr += f" decaying linearly over {horizon:,} steps"
     parts += [lr, f"baseline {cfg.baseline}"]
+    if cfg.return_lambda < 1.0:
+        parts.append(f"TD(lambda = {cfg.return_lambda:g}) returns")
     if cfg.baseline == "value" and not cfg.truncation_bootstrap:
         parts.append("no bootstrap at the time limit")
     if cfg.normalize_advantages:

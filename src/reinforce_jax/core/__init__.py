@@ -16,6 +16,7 @@ from reinforce_jax.core.losses import (
 from reinforce_jax.core.returns import (
     batched_discounted_returns,
     discounted_returns,
+    lambda_returns,
     masked_mean,
     normalize,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "entropy",
     "for_action_space",
     "greedy_action",
+    "lambda_returns",
     "masked_mean",
     "normalize",
     "policy_gradient_loss",

@@ -1,4 +1,5 @@
-"""Returns: discounted reward-to-go (one episode, or time-major with episode ends) and masked means.
+"""Returns: discounted reward-to-go (one episode, or time-major with episode ends), TD(lambda)
+returns, and masked means.
 
 Unbatched (or explicitly time-major), jittable, free of side effects; each function carries the
 equation it computes. The notebook's check values are asserted in ``tests/test_core_returns.py``.
@@ -68,6 +69,40 @@ def batched_discounted_returns(
     init = (jnp.zeros(rewards.shape[1:], jnp.float32), jnp.zeros(rewards.shape[1:], jnp.bool_))
     _, (returns, complete) = lax.scan(backward, init, (rewards, episode_ends), reverse=True)
     return returns, complete
+
+
+def lambda_returns(
+    rewards: chex.Array, discounts: chex.Array, next_values: chex.Array, lambda_: float
+) -> Array:
+    r"""Time-major TD(:math:`\lambda`) returns, bootstrapped from a value at every step.
+
+    ``rewards``, ``discounts`` and ``next_values`` have shape ``[T, ...]``; ``discounts[t]`` is
+    :math:`\gamma` where the episode goes on after step ``t`` and 0 where it ended there, and
+    ``next_values[t]`` is :math:`V(s_{t+1})`, the value of the observation step ``t`` led to.
+
+    .. math::  G^\lambda_t = r_t + d_t \big[(1 - \lambda) V(s_{t+1}) + \lambda G^\lambda_{t+1}\big],
+               \qquad G^\lambda_T = V(s_T)
+
+    :math:`\lambda = 1` is the discounted return completed by :math:`V(s_T)` where the window
+    cuts the episode; :math:`\lambda = 0` the one-step TD target. :math:`G^\lambda_t - V(s_t)` is
+    the GAE(:math:`\lambda`) advantage. Same equation as ``rlax.lambda_returns`` (its oracle in
+    ``tests/test_core.py``), for any batch axes after time; float32.
+    """
+    rewards = jnp.asarray(rewards, jnp.float32)
+    discounts = jnp.asarray(discounts, jnp.float32)
+    next_values = jnp.asarray(next_values, jnp.float32)
+    chex.assert_equal_shape([rewards, discounts, next_values])
+    lam = jnp.asarray(lambda_, jnp.float32)
+
+    def backward(g_next: Array, step: tuple[Array, Array, Array]) -> tuple[Array, Array]:
+        r, d, v = step
+        g = r + d * ((1.0 - lam) * v + lam * g_next)
+        return g, g
+
+    _, returns = lax.scan(
+        backward, next_values[-1], (rewards, discounts, next_values), reverse=True
+    )
+    return returns
 
 
 def masked_mean(x: chex.Array, mask: chex.Array | None = None) -> Array:

@@ -32,8 +32,8 @@ ENVPOOL_ENVS = (
     "LunarLander-v3", "CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLanderContinuous-v3",
 )  # fmt: skip
 # ids `--trainer auto` trains on envpool: its defaults solve more seeds, faster, than the host
-# trainer's (README, "Continuous actions"); LunarLander-v3 stays on the host (README, "envpool").
-AUTO_ENVS = ("LunarLanderContinuous-v3",)
+# trainer's (README, "envpool" and "Continuous actions").
+AUTO_ENVS = ("LunarLander-v3", "LunarLanderContinuous-v3")
 
 UNAVAILABLE = (
     "notice: envpool is not installed (it has wheels for Linux x86-64 only); "

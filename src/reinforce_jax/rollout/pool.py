@@ -12,6 +12,8 @@ episodes run on across updates, and
   ``carry + T`` steps of every environment; a step is learned once, in the update where its
   episode has ended (its Monte-Carlo return is then complete). Steps of an episode still running
   after ``carry + T`` steps are dropped (counted in ``dropped_steps``);
+- **or, with** ``return_lambda`` < 1, every step is learned in its own window from TD(lambda)
+  returns bootstrapped by the rollout's value (:func:`learn_lambda_window`): nothing is carried;
 - **time-limit truncation** completes the truncated step's reward with :math:`\gamma V(s_T)`
   (:func:`~reinforce_jax.rollout.trajectory.bootstrap_truncation`), exactly as the other sources.
 
@@ -28,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from reinforce_jax.agent import Act
+from reinforce_jax.core.returns import lambda_returns
 from reinforce_jax.rollout.trajectory import Batch, bootstrap_truncation
 
 
@@ -49,6 +52,7 @@ class PoolSteps(NamedTuple):
     rewards: jax.Array  # to learn from (bootstrapped at truncation)
     ends: jax.Array  # bool: the step ended its episode (terminated or truncated)
     pending: jax.Array  # bool: a real (not reset-only) step not yet learned from
+    next_values: jax.Array  # V(s_{t+1}) under the rollout's parameters (0 without a value)
 
 
 class WindowStats(NamedTuple):
@@ -71,6 +75,7 @@ def init_carry(
         jnp.zeros((carry_steps, m), jnp.float32),
         jnp.zeros((carry_steps, m), bool),
         jnp.zeros((carry_steps, m), bool),
+        jnp.zeros((carry_steps, m), jnp.float32),
     )
     return PoolCarry(obs, jnp.zeros((m,), bool), zeros, jnp.zeros((m,), jnp.float32), buffer)
 
@@ -95,12 +100,18 @@ def make_pool_rollout(
     num_steps: int,
     gamma: float,
     value: Callable[[Any, jax.Array], jax.Array] | None = None,
+    bootstrap: bool | None = None,
 ) -> Callable:
     """``rollout(handle, carry, params, keys) -> (handle, carry, steps, stats)``.
 
     ``params`` and ``keys`` have a leading seed axis ``K``; the pool has ``K * N`` environments.
-    ``steps`` is ``[T, M]`` (``M = K * N``, seed-major) with ``pending`` marking real steps.
+    ``steps`` is ``[T, M]`` (``M = K * N``, seed-major) with ``pending`` marking real steps and
+    ``next_values`` holding ``value(s_{t+1})`` when a ``value`` is given. ``bootstrap`` (default:
+    whether a ``value`` is given) completes a time-limit truncation's reward with it.
     """
+    bootstrap = value is not None if bootstrap is None else bootstrap
+    if bootstrap and value is None:
+        raise ValueError("bootstrapping truncations needs a value function")
     v_act = jax.vmap(act)
     v_value = jax.vmap(value) if value is not None else None
 
@@ -124,11 +135,13 @@ def make_pool_rollout(
             ep_return = ep_return + reward
             ep_length = ep_length + valid.astype(jnp.float32)
             learn_reward = reward
+            v = jnp.zeros_like(reward)
             if v_value is not None:
                 v = _flat(v_value(params, _per_seed(next_obs, num_seeds)))
+            if bootstrap:
                 learn_reward = bootstrap_truncation(reward, terminated, truncated, v, gamma)
             out = (
-                PoolSteps(obs, flat_actions, learn_reward, done, valid),
+                PoolSteps(obs, flat_actions, learn_reward, done, valid, v),
                 WindowStats(jnp.where(done, ep_return, 0.0), jnp.where(done, ep_length, 0.0),
                             done, valid),
             )  # fmt: skip
@@ -217,6 +230,38 @@ def learn_window(
     return new_buffer, batch, counts
 
 
+def learn_lambda_window(
+    steps: PoolSteps, gamma: float, lambda_: float, num_seeds: int
+) -> tuple[Batch, dict[str, jax.Array]]:
+    r"""The batch of a window learned whole, from TD(:math:`\lambda`) returns (``return_lambda``).
+
+    Every real step is learned in the window that took it:
+    :func:`~reinforce_jax.core.returns.lambda_returns` with :math:`d_t = \gamma (1 - e_t)` and
+    the rollout's :math:`V(s_{t+1})`, so a step whose episode is still running at the window's
+    end is completed by the value there instead of waiting for the episode (no carried buffer,
+    nothing dropped). A reset-only step follows an episode end, so no return flows through it;
+    it is masked out. Returns the learner's batch ``[K, T * N, ...]`` (seed-major) and the
+    per-seed counts of :func:`learn_window`.
+    """
+    discounts = jnp.float32(gamma) * (1.0 - steps.ends.astype(jnp.float32))
+    returns = lambda_returns(steps.rewards, discounts, steps.next_values, lambda_)
+
+    def seed_major(x):  # [T, M, ...] -> [K, T * N, ...]
+        x = x.reshape((x.shape[0], num_seeds, x.shape[1] // num_seeds) + x.shape[2:])
+        x = jnp.swapaxes(x, 0, 1)
+        return x.reshape((num_seeds, -1) + x.shape[3:])
+
+    mask = seed_major(steps.pending).astype(jnp.float32)
+    batch = Batch(seed_major(steps.obs), seed_major(steps.actions), seed_major(returns), mask)
+    ended = seed_major(steps.ends & steps.pending).astype(jnp.float32)
+    counts = {
+        "learn_steps": jnp.sum(mask, axis=1),
+        "learn_episodes": jnp.sum(ended, axis=1),
+        "dropped_steps": jnp.zeros((num_seeds,), jnp.float32),
+    }
+    return batch, counts
+
+
 def window_stats(stats: WindowStats, num_seeds: int) -> dict[str, jax.Array]:
     """Per seed: episodes ended in the window, their mean return and length (NaN if none)."""
 
@@ -276,6 +321,7 @@ __all__ = [
     "PoolCarry",
     "PoolSteps",
     "init_carry",
+    "learn_lambda_window",
     "learn_window",
     "reward_to_go",
     "make_pool_evaluate",

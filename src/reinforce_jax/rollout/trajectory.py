@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reinforce_jax.core.returns import batched_discounted_returns
+from reinforce_jax.core.returns import batched_discounted_returns, lambda_returns
 
 
 class Rollout(NamedTuple):
@@ -57,6 +57,27 @@ def to_batch(rollout: Rollout, gamma: float) -> Batch:
         actions=flat(rollout.actions),
         returns=flat(returns),
         mask=flat(complete).astype(jnp.float32),
+    )
+
+
+def to_lambda_batch(
+    rollout: Rollout, next_values: jax.Array, gamma: float, lambda_: float
+) -> Batch:
+    r"""Flatten a rollout into the learner's batch with TD(:math:`\lambda`) returns.
+
+    ``next_values[t]`` is :math:`V(s_{t+1})`, the value of the observation step ``t`` led to
+    (the window's last step's: the observation the next window starts from; at an episode's end
+    it is not used). Every step is learned, the window's cut episodes completed by the value
+    (:func:`~reinforce_jax.core.returns.lambda_returns`), so the mask is all ones.
+    """
+    discounts = jnp.float32(gamma) * (1.0 - rollout.episode_ends.astype(jnp.float32))
+    returns = lambda_returns(rollout.rewards, discounts, next_values, lambda_)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    return Batch(
+        obs=flat(rollout.obs),
+        actions=flat(rollout.actions),
+        returns=flat(returns),
+        mask=jnp.ones(returns.size, jnp.float32),
     )
 
 

@@ -86,7 +86,11 @@ def build_trainer(cfg: Config, spec: EnvSpec) -> Trainer:
         if jax.distributed.is_initialized() and jax.process_count() > 1:
             raise ConfigError(f"several processes need the compiled trainer; this run uses the "
                               f"{name} trainer")  # fmt: skip
-    return TRAINERS[name](cfg.replace(trainer=name), spec)
+    trainer = TRAINERS[name](cfg.replace(trainer=name), spec)
+    if cfg.return_lambda < 1.0 and trainer.name not in ("envpool", "host"):
+        raise ConfigError(f"return_lambda < 1 (TD(lambda) returns) is implemented by the envpool "
+                          f"and host trainers; this run uses the {trainer.name} trainer")  # fmt: skip
+    return trainer
 
 
 __all__ = ["TRAINERS", "Trainer", "build_trainer", "resolve_trainer"]

@@ -5,8 +5,10 @@ Any gymnasium environment we can act in trains here. A
 :class:`~reinforce_jax.envs.vector.VectorEnv` (gymnasium's ``SyncVectorEnv`` by default) with the
 jitted ``act``; the update is the very learner of the compiled path fed by the same returns maths
 (:class:`Rollout`, :func:`to_batch`). Episodes cut by a window are carried over and learned from
-where they end (:class:`~reinforce_jax.rollout.vectorized.EpisodeAssembler`); time-limit truncation
-bootstraps from :math:`V` of the final observation when the baseline is learned.
+where they end (:class:`~reinforce_jax.rollout.vectorized.EpisodeAssembler`), or, with
+``return_lambda`` < 1, every window is learned whole from TD(lambda) returns bootstrapped by
+:math:`V` (:func:`to_lambda_batch`); time-limit truncation bootstraps from :math:`V` of the final
+observation when the baseline is learned.
 
 Observation normalisation (``cfg.obs_norm``) lives in the parameters (``params["obs_norm"]``): the
 statistics follow each window before the update that learns from it.
@@ -33,8 +35,8 @@ from reinforce_jax.envs.vector import VectorEnv, make_vector_env
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.evaluate import HostEvaluator, eval_row
 from reinforce_jax.learner import LearnerState
-from reinforce_jax.networks import update_obs_stats
-from reinforce_jax.rollout.trajectory import Rollout, to_batch
+from reinforce_jax.networks import update_obs_stats, value_output
+from reinforce_jax.rollout.trajectory import Rollout, to_batch, to_lambda_batch
 from reinforce_jax.rollout.vectorized import EpisodeAssembler, HostRollout
 from reinforce_jax.trainers.common import build_agent, init_learner
 from reinforce_jax.trainers.events import (
@@ -62,6 +64,21 @@ def make_host_update(learner_update: Callable, gamma: float) -> Callable:
         zeros = jnp.zeros(rewards.shape, jnp.float32)
         rollout = Rollout(jnp.asarray(obs, jnp.float32), actions, rewards, ends, zeros, zeros)
         batch = to_batch(rollout, gamma)
+        state, metrics = learner_update(state, batch)
+        metrics["learn_steps"] = jnp.sum(batch.mask)
+        return state, metrics
+
+    return jax.jit(update, donate_argnums=0)
+
+
+def make_host_lambda_update(learner_update: Callable, gamma: float, lambda_: float) -> Callable:
+    """``update(state, obs, actions, rewards, ends, next_values)`` on a ``[T, N]`` window, jitted:
+    every step learned from TD(lambda) returns (:func:`to_lambda_batch`), nothing carried."""
+
+    def update(state: LearnerState, obs, actions, rewards, ends, next_values):
+        zeros = jnp.zeros(rewards.shape, jnp.float32)
+        rollout = Rollout(jnp.asarray(obs, jnp.float32), actions, rewards, ends, zeros, zeros)
+        batch = to_lambda_batch(rollout, next_values, gamma, lambda_)
         state, metrics = learner_update(state, batch)
         metrics["learn_steps"] = jnp.sum(batch.mask)
         return state, metrics
@@ -128,7 +145,12 @@ class HostTrainer:
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         cfg, spec, agent = self.cfg, self.spec, self.agent
         per_update = cfg.num_envs * cfg.rollout_steps
-        update = make_host_update(agent.learner.update, cfg.gamma)
+        bootstrapped = cfg.return_lambda < 1.0  # TD(lambda): each window learned whole
+        if bootstrapped:
+            update = make_host_lambda_update(agent.learner.update, cfg.gamma, cfg.return_lambda)
+            values = jax.jit(lambda params, obs: value_output(agent.networks, params, obs))
+        else:
+            update = make_host_update(agent.learner.update, cfg.gamma)
         key = jax.random.PRNGKey(cfg.seed)
         key, init_key, act_key, eval_key = jax.random.split(key, 4)
         state = init_learner(agent, init_key)
@@ -161,11 +183,19 @@ class HostTrainer:
             for u in range(first, self.total + 1) if not solved else ():
                 t0 = time.perf_counter()
                 window, act_key = rollout.collect(state.params, act_key)
+                if bootstrapped:  # V(s_{t+1}) under the parameters that acted, as envpool's
+                    nxt = np.concatenate([window.obs[1:], rollout.obs[None]], 0)
+                    next_values = values(state.params, nxt.reshape((-1, *nxt.shape[2:])))
+                    next_values = jnp.reshape(next_values, window.rewards.shape)
                 t1 = time.perf_counter()
                 if cfg.obs_norm:  # statistics follow the window before the update learns from it
                     stats = update_obs_stats(state.params["obs_norm"], window.obs)
                     state = state._replace(params={**state.params, "obs_norm": stats})
-                batch = assembler.assemble(window.obs, window.actions, window.rewards, window.ends)
+                if bootstrapped:
+                    batch = (window.obs, window.actions, window.rewards, window.ends, next_values)
+                else:
+                    batch = assembler.assemble(window.obs, window.actions, window.rewards,
+                                               window.ends)  # fmt: skip
                 state, metrics = update(state, *batch)
                 metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 t2 = time.perf_counter()

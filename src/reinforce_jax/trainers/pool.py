@@ -22,6 +22,11 @@ while its greedy twin hovers near 0, and the reverse). The solve check itself is
 keeps the parameters that passed, as with the compiled trainer (its environments still step: the
 pool is shared); its pre-check no longer opens full evaluations for the others.
 
+**Returns.** Monte-Carlo (``return_lambda`` = 1): steps of episodes cut by a window are carried
+to the update where their episode ends. TD(lambda) (``return_lambda`` < 1, LunarLander-v3's
+default): every window is learned whole, bootstrapped by the value the rollout computed
+(:func:`~reinforce_jax.rollout.pool.learn_lambda_window`); nothing is carried.
+
 **Small updates.** ``min_episodes`` (0 = off) scales an update's step by
 ``min(1, episodes / min_episodes)``, the episodes being those whose last step is in its batch.
 
@@ -47,9 +52,10 @@ from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.evaluate import PRECHECK_EPISODES, eval_row
 from reinforce_jax.learner import LearnerState
-from reinforce_jax.networks import update_obs_stats
+from reinforce_jax.networks import update_obs_stats, value_output
 from reinforce_jax.rollout.pool import (
     init_carry,
+    learn_lambda_window,
     learn_window,
     make_pool_evaluate,
     make_pool_rollout,
@@ -143,8 +149,12 @@ class PoolTrainer:
         self.agent = build_agent(cfg, spec, self.total, self.steps_per_update)
         limit = spec.max_episode_steps or 4 * cfg.rollout_steps
         # Carry up to one time limit of steps, in whole windows: every episode is learned whole.
+        # TD(lambda) returns learn each window whole, bootstrapped: nothing to carry.
+        self.bootstrapped = cfg.return_lambda < 1.0
         self.carry_steps = (
-            carry_steps
+            0
+            if self.bootstrapped
+            else carry_steps
             if carry_steps is not None
             else cfg.rollout_steps * max(1, math.ceil((limit - 1) / cfg.rollout_steps))
         )
@@ -161,14 +171,18 @@ class PoolTrainer:
     def _program(self, step_fn, eval_step_fn, pre_step_fn):
         cfg, agent = self.cfg, self.agent
         k = cfg.num_seeds
+        value = agent.value
+        if self.bootstrapped:  # TD(lambda) needs V(s_{t+1}) at every step, not only at truncations
+            value = lambda params, obs: value_output(agent.networks, params, obs)  # noqa: E731
         rollout = make_pool_rollout(step_fn, agent.act, k, cfg.rollout_steps, cfg.gamma,
-                                    agent.value)  # fmt: skip
+                                    value, bootstrap=agent.value is not None)  # fmt: skip
         evaluate = make_pool_evaluate(eval_step_fn, agent.eval_act, k,
                                       self.spec.max_episode_steps or 10_000)  # fmt: skip
         pre_evaluate = make_pool_evaluate(pre_step_fn, agent.eval_act, k,
                                           self.spec.max_episode_steps or 10_000)  # fmt: skip
         v_update = jax.vmap(agent.learner.update)
         gate, pre_gate = self.gate, self.pre_gate
+        bootstrapped = self.bootstrapped
 
         def update(c, _):
             handle, state, carry, frozen = c
@@ -184,7 +198,12 @@ class PoolTrainer:
                 # A frozen seed keeps the statistics its policy passed with.
                 new = jax.tree.map(lambda n, o: jnp.where(per_seed(frozen, n), o, n), new, old)
                 learner = learner._replace(params={**learner.params, "obs_norm": new})
-            buffer, batch, counts = learn_window(carry.buffer, steps, cfg.gamma, k, self.batch_size)
+            if bootstrapped:
+                buffer = carry.buffer
+                batch, counts = learn_lambda_window(steps, cfg.gamma, cfg.return_lambda, k)
+            else:
+                buffer, batch, counts = learn_window(carry.buffer, steps, cfg.gamma, k,
+                                                     self.batch_size)  # fmt: skip
             updated, metrics = v_update(learner, batch)
             # A window in which no episode ended has nothing to learn: no optimiser step either;
             # nor does a seed frozen at its solve (stop_when_solved).
