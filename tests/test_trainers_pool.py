@@ -27,7 +27,8 @@ def test_auto_and_the_defaults_train_lunarlander_on_envpool_with_td_lambda():
     assert resolve_trainer(cfg, env_spec("LunarLander-v3")) == "envpool"
     assert resolve_trainer(cfg.replace(env_id="CartPole-v1"), env_spec("CartPole-v1")) == "compiled"
     default = make_config("LunarLander-v3")
-    assert default.trainer == "envpool" and default.return_lambda == 0.95
+    assert resolve_trainer(default, env_spec("LunarLander-v3")) == "envpool"
+    assert default.return_lambda == 0.95
     assert resolve_trainer(cfg, env_spec("LunarLander-v3", {"enable_wind": True})) == "host"
 
 

@@ -173,8 +173,8 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
         # returns: 30/30 pooled seeds solved by 1.15M steps (25/30 >= 200 on 100 new gymnasium
         # episodes) where the same settings with Monte-Carlo returns solved 21/30 (19/30); one
         # seed at a time, 10/10 (9/10). README, "TD(lambda) returns"; return_lambda = 1 gives
-        # back plain REINFORCE.
-        trainer="envpool",
+        # back plain REINFORCE. The trainer stays auto: envpool has no twin of the variants that
+        # --env-arg makes (wind, continuous=true), which train on the host.
         hidden_sizes=(64, 64),
         num_envs=32,
         rollout_steps=64,
