@@ -88,6 +88,13 @@ def _flat(x: jax.Array) -> jax.Array:
     return x.reshape((-1,) + x.shape[2:])
 
 
+def _seed_major(x: jax.Array, num_seeds: int) -> jax.Array:
+    """Time-major pool steps ``[L, M, ...]`` as each seed's rows, in time order: ``[K, L * N, ...]``."""
+    x = x.reshape((x.shape[0], num_seeds, x.shape[1] // num_seeds) + x.shape[2:])
+    x = jnp.swapaxes(x, 0, 1)
+    return x.reshape((num_seeds, -1) + x.shape[3:])
+
+
 def _ordered(env_id: jax.Array, x: jax.Array) -> jax.Array:
     """Results in environment order (a synchronous pool returns them so; this makes it certain)."""
     return jnp.zeros_like(x).at[env_id].set(x)
@@ -197,10 +204,7 @@ def learn_window(
     returns, complete = reward_to_go(joined.rewards, joined.ends, gamma)
     learn = complete & joined.pending
 
-    def seed_major(x):  # [L, M, ...] -> [K, L * N, ...]
-        x = x.reshape((x.shape[0], num_seeds, x.shape[1] // num_seeds) + x.shape[2:])
-        x = jnp.swapaxes(x, 0, 1)
-        return x.reshape((num_seeds, -1) + x.shape[3:])
+    seed_major = lambda x: _seed_major(x, num_seeds)  # noqa: E731
 
     def pack(learn_k):  # [L * N] -> indices [B], their mask, and the taken steps [L * N]
         idx = jnp.nonzero(learn_k, size=batch_size, fill_value=0)[0]
@@ -246,10 +250,7 @@ def learn_lambda_window(
     discounts = jnp.float32(gamma) * (1.0 - steps.ends.astype(jnp.float32))
     returns = lambda_returns(steps.rewards, discounts, steps.next_values, lambda_)
 
-    def seed_major(x):  # [T, M, ...] -> [K, T * N, ...]
-        x = x.reshape((x.shape[0], num_seeds, x.shape[1] // num_seeds) + x.shape[2:])
-        x = jnp.swapaxes(x, 0, 1)
-        return x.reshape((num_seeds, -1) + x.shape[3:])
+    seed_major = lambda x: _seed_major(x, num_seeds)  # noqa: E731
 
     mask = seed_major(steps.pending).astype(jnp.float32)
     batch = Batch(seed_major(steps.obs), seed_major(steps.actions), seed_major(returns), mask)

@@ -21,6 +21,7 @@ fixed returns whatever the number of evaluation environments.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -148,7 +149,7 @@ class HostTrainer:
         bootstrapped = cfg.return_lambda < 1.0  # TD(lambda): each window learned whole
         if bootstrapped:
             update = make_host_lambda_update(agent.learner.update, cfg.gamma, cfg.return_lambda)
-            values = jax.jit(lambda params, obs: value_output(agent.networks, params, obs))
+            values = jax.jit(functools.partial(value_output, agent.networks))
         else:
             update = make_host_update(agent.learner.update, cfg.gamma)
         key = jax.random.PRNGKey(cfg.seed)

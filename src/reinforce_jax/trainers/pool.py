@@ -37,6 +37,7 @@ like the host trainer; the episodes in flight and the carried steps at the check
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Iterator
@@ -173,7 +174,7 @@ class PoolTrainer:
         k = cfg.num_seeds
         value = agent.value
         if self.bootstrapped:  # TD(lambda) needs V(s_{t+1}) at every step, not only at truncations
-            value = lambda params, obs: value_output(agent.networks, params, obs)  # noqa: E731
+            value = functools.partial(value_output, agent.networks)
         rollout = make_pool_rollout(step_fn, agent.act, k, cfg.rollout_steps, cfg.gamma,
                                     value, bootstrap=agent.value is not None)  # fmt: skip
         evaluate = make_pool_evaluate(eval_step_fn, agent.eval_act, k,
