@@ -34,7 +34,11 @@ class Config:
     env_args: dict = _f({}, "keyword arguments for gymnasium.make, e.g. {continuous = false}")
     seed: int = _f(0, "every random number of the run derives from it")
     num_seeds: int = _f(1, "seeds seed, seed+1, ... trained together (compiled trainer: vmapped)")
-    trainer: str = _f("auto", "compiled | host | notebook; auto = compiled where a JAX env exists")
+    trainer: str = _f(
+        "auto",
+        "compiled | envpool | host | notebook; auto = compiled where a JAX env exists, envpool "
+        "for the LunarLanders (host without envpool), else host",
+    )
     # --- network ----------------------------------------------------------------------------
     hidden_sizes: tuple[int, ...] = _f((20, 20), "hidden layer sizes of the policy and value MLPs")
     activation: str = _f("relu", "relu | tanh")
