@@ -54,32 +54,22 @@ from reinforce_jax.trainers.events import (
 )
 
 
-def make_host_update(learner_update: Callable, gamma: float) -> Callable:
-    """``update(state, obs, actions, rewards, ends)`` on ``[T, N]`` arrays, jitted.
+def make_host_update(learner_update: Callable, gamma: float, lambda_: float = 1.0) -> Callable:
+    """``update(state, obs, actions, rewards, ends[, next_values])`` on ``[T, N]`` arrays, jitted.
 
-    The arrays form a :class:`Rollout`; :func:`to_batch` gives reward-to-go and the completeness mask
-    (steps of episodes that do not end inside the arrays, and padding, weigh 0).
+    The arrays form a :class:`Rollout`. With ``lambda_`` = 1 :func:`to_batch` gives reward-to-go
+    and the completeness mask (steps of episodes that do not end inside the arrays, and padding,
+    weigh 0); below 1 the arrays are one window learned whole from TD(lambda) returns
+    (:func:`to_lambda_batch`, with ``next_values`` :math:`V(s_{t+1})`), nothing carried.
     """
 
-    def update(state: LearnerState, obs, actions, rewards, ends):
+    def update(state: LearnerState, obs, actions, rewards, ends, next_values=None):
         zeros = jnp.zeros(rewards.shape, jnp.float32)
         rollout = Rollout(jnp.asarray(obs, jnp.float32), actions, rewards, ends, zeros, zeros)
-        batch = to_batch(rollout, gamma)
-        state, metrics = learner_update(state, batch)
-        metrics["learn_steps"] = jnp.sum(batch.mask)
-        return state, metrics
-
-    return jax.jit(update, donate_argnums=0)
-
-
-def make_host_lambda_update(learner_update: Callable, gamma: float, lambda_: float) -> Callable:
-    """``update(state, obs, actions, rewards, ends, next_values)`` on a ``[T, N]`` window, jitted:
-    every step learned from TD(lambda) returns (:func:`to_lambda_batch`), nothing carried."""
-
-    def update(state: LearnerState, obs, actions, rewards, ends, next_values):
-        zeros = jnp.zeros(rewards.shape, jnp.float32)
-        rollout = Rollout(jnp.asarray(obs, jnp.float32), actions, rewards, ends, zeros, zeros)
-        batch = to_lambda_batch(rollout, next_values, gamma, lambda_)
+        if lambda_ < 1.0:
+            batch = to_lambda_batch(rollout, next_values, gamma, lambda_)
+        else:
+            batch = to_batch(rollout, gamma)
         state, metrics = learner_update(state, batch)
         metrics["learn_steps"] = jnp.sum(batch.mask)
         return state, metrics
@@ -147,11 +137,9 @@ class HostTrainer:
         cfg, spec, agent = self.cfg, self.spec, self.agent
         per_update = cfg.num_envs * cfg.rollout_steps
         bootstrapped = cfg.return_lambda < 1.0  # TD(lambda): each window learned whole
+        update = make_host_update(agent.learner.update, cfg.gamma, cfg.return_lambda)
         if bootstrapped:
-            update = make_host_lambda_update(agent.learner.update, cfg.gamma, cfg.return_lambda)
             values = jax.jit(functools.partial(value_output, agent.networks))
-        else:
-            update = make_host_update(agent.learner.update, cfg.gamma)
         key = jax.random.PRNGKey(cfg.seed)
         key, init_key, act_key, eval_key = jax.random.split(key, 4)
         state = init_learner(agent, init_key)
