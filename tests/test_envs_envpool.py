@@ -278,3 +278,25 @@ def test_lunarlander_continuous_steps_like_gymnasiums():
     finally:
         pool.close()
         gym_env.close()
+
+
+@needs_envpool
+def test_pools_load_only_their_families_and_envpool_stays_whole_for_users():
+    # A fresh interpreter: make_pool must not run envpool's __init__ (which loads every family,
+    # Atari and Jumanji with matplotlib among them), yet a later `import envpool` is the whole
+    # package, every family registered.
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from reinforce_jax.envs import env_spec, envpool as pools
+pool = pools.make_pool(env_spec("LunarLander-v3"), 2, 0)
+print(pool.reset()[0].shape)
+print(sorted(m for m in ("envpool.atari", "envpool.jumanji", "envpool.mujoco") if m in sys.modules))
+import envpool
+print("Pong-v5" in envpool.list_all_envs(), envpool.make is envpool.registration.make)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:3] == ["(2, 8)", "[]", "True True"]
