@@ -11,6 +11,7 @@ import pytest
 from reinforce_jax.app.cli import _parse_value
 from reinforce_jax.app.sweep import parse_grid, summarize
 from reinforce_jax.config import ConfigError
+from reinforce_jax.envs import envpool as pools
 from reinforce_jax.stats import iqm
 from test_app_cli import assert_usage_error, run_cli
 
@@ -49,6 +50,20 @@ def test_sweep_writes_summary_table_and_figures(tmp_path):
     assert meta["status"] == "finished" and len(meta["programs"]) == 2
 
 
+@pytest.mark.skipif(not pools.available(), reason="envpool not installed")
+def test_a_sweep_runs_on_envpool(tmp_path):
+    out = tmp_path / "sw"
+    proc = run_cli("sweep", "--env", "CartPole-v1", "--set", "trainer=envpool", "--grid",
+                   "learning_rate=0.003,0.03", "--grid", "gamma=0.99,0.9", "--num-seeds", "2",
+                   "--run-dir", str(out), *SMALL)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "2 compiled program(s) on envpool; traced: learning_rate" in proc.stdout
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert {(r["config"], r["seed"]) for r in evals} == {(c, s) for c in range(4) for s in (0, 1)}
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(e["config"] for e in summary["configs"]) == [0, 1, 2, 3]
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -57,7 +72,7 @@ def test_sweep_writes_summary_table_and_figures(tmp_path):
         (["--grid", "learning_rate=fast"], "learning_rate"),
         (["--grid", "seed=1,2"], "seed"),
         (["--grid", "gamma=0.9,2"], "configuration 1"),
-        (["--env", "LunarLander-v3", "--grid", "learning_rate=0.01"], "compiled"),
+        (["--set", "trainer=host", "--grid", "learning_rate=0.01"], "compiled or the envpool"),
         (["--grid", "learning_rate=0.1", "--grid", "learning_rate=0.2"], "twice"),
     ],
 )

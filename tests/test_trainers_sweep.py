@@ -8,9 +8,13 @@ import pytest
 
 from reinforce_jax.config import ConfigError
 from reinforce_jax.envs import env_spec
+from reinforce_jax.envs import envpool as pools
 from reinforce_jax.trainers import build_trainer
-from reinforce_jax.trainers.events import Done
+from reinforce_jax.trainers.events import Done, EvalRows, TrainRows
+from reinforce_jax.trainers.pool import PoolTrainer
 from reinforce_jax.trainers.sweep import build_sweep, expand_grid, plan_sweep
+
+needs_envpool = pytest.mark.skipif(not pools.available(), reason="envpool not installed")
 
 # One update per run: a traced setting must then give the plain run's parameters (to float
 # rounding; later updates amplify rounding, so only the first update can be compared).
@@ -65,10 +69,57 @@ def test_traced_settings_share_one_program_structural_ones_split():
     assert all(g.traced == ("max_grad_norm",) for g in plan.groups)
 
 
-def test_sweep_refuses_environments_without_a_compiled_program():
-    plan = plan_sweep("LunarLander-v3", "default", {}, {"learning_rate": [0.001, 0.003]})
-    with pytest.raises(ConfigError, match="compiled"):
-        build_sweep(plan, env_spec("LunarLander-v3"))
+def test_sweep_refuses_environments_no_program_can_batch():
+    # LunarLander with wind has neither a JAX-native version nor an envpool twin: host only.
+    with pytest.raises(ConfigError, match="compiled or the envpool"):
+        plan_sweep("LunarLander-v3", "default", {"env_args": {"enable_wind": True}},
+                   {"learning_rate": [0.001, 0.003]})  # fmt: skip
+    with pytest.raises(ConfigError, match="'host' trainer"):
+        plan_sweep("CartPole-v1", "default", {"trainer": "host"}, {"learning_rate": [0.1]})
+
+
+def test_a_compiled_sweep_refuses_td_lambda_returns():
+    # The compiled trainer has Monte-Carlo returns only: a swept return_lambda must not be
+    # silently ignored (the sweep builds its trainers directly, not through build_trainer).
+    plan = plan_sweep("CartPole-v1", "default", {"baseline": "value"},
+                      {"return_lambda": [1.0, 0.9]})  # fmt: skip
+    assert plan.trainer == "compiled" and len(plan.groups) == 2
+    with pytest.raises(ConfigError, match="return_lambda"):
+        build_sweep(plan, env_spec("CartPole-v1"))
+
+
+@needs_envpool
+def test_lunarlander_sweeps_on_envpool_with_gamma_structural():
+    plan = plan_sweep("LunarLander-v3", "default", {},
+                      {"learning_rate": [0.001, 0.003], "gamma": [0.99, 0.98]})  # fmt: skip
+    assert plan.trainer == "envpool"
+    assert [g.config_ids for g in plan.groups] == [[0, 2], [1, 3]]  # one program per gamma
+    assert all(g.traced == ("learning_rate",) for g in plan.groups)
+    assert [g.cfg.gamma for g in plan.groups] == [0.99, 0.98]
+
+
+@needs_envpool
+def test_an_envpool_sweep_gives_each_row_its_own_traced_value():
+    # CartPole on envpool: rows are configurations x seeds in one pool. Row 0 steps the same
+    # environments (the pool's first) from the same key as a plain run of its configuration,
+    # so it must match that run to float rounding; the logged learning rate is each row's own.
+    small = {**ONE_UPDATE, "trainer": "envpool", "lr_schedule": "linear"}
+    plan = plan_sweep("CartPole-v1", "default", small, {"learning_rate": [0.001, 0.1]})
+    (trainer,) = build_sweep(plan, env_spec("CartPole-v1"))
+    assert isinstance(trainer, PoolTrainer) and trainer.rows == [
+        {"config": 0, "seed": 0}, {"config": 1, "seed": 0}]  # fmt: skip
+    events = list(trainer.run())
+    rates = {r["config"]: r["learning_rate"] for e in events if isinstance(e, TrainRows)
+             for r in e.rows}  # fmt: skip
+    assert rates[1] / rates[0] == pytest.approx(100.0, rel=1e-5)
+    evals = [r for e in events if isinstance(e, EvalRows) for r in e.rows]
+    assert {(r["config"], r["seed"]) for r in evals} == {(0, 0), (1, 0)}
+    swept = [e for e in events if isinstance(e, Done)][0].params
+    plain = final_params(build_trainer(plan.configs[0], env_spec("CartPole-v1")))
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(swept), strict=True):
+        np.testing.assert_allclose(np.asarray(b)[0], np.asarray(a)[0], rtol=0, atol=2e-6)
+    w = swept["policy"]["params"]["Dense_0"]["kernel"]
+    assert not np.allclose(np.asarray(w)[0], np.asarray(w)[1])
 
 
 @pytest.mark.parametrize(

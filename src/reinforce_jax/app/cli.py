@@ -317,6 +317,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from reinforce_jax.trainers.sweep import plan_sweep
 
         plan = plan_sweep(env_id, preset, overrides, grid)
+        if plan.trainer != "compiled":
+            raise ConfigError(f"several processes need the compiled trainer; this sweep runs on "
+                              f"{plan.trainer}")  # fmt: skip
         for group in plan.groups:
             check_split(len(group.config_ids) * len(plan.seeds), processes.num_processes,
                         "runs (configurations x seeds) of a program")  # fmt: skip

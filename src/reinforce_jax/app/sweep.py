@@ -123,7 +123,8 @@ def run_sweep(
     atomic_write(path / "sweep.json", json.dumps(_jsonable(meta), indent=2))
     say = (lambda *a: None) if quiet else (lambda msg: print(msg, file=out, flush=True))  # noqa: E731
     say(f"sweep of {len(plan.configs)} configurations x {len(plan.seeds)} seeds on {env_id} "
-        f"({rows} runs) in {len(plan.groups)} compiled program(s); traced: "
+        f"({rows} runs) in {len(plan.groups)} compiled program(s)"
+        f"{' on envpool' if plan.trainer == 'envpool' else ''}; traced: "
         f"{', '.join(plan.groups[0].traced) or 'nothing'} -> {path}")  # fmt: skip
     evals: list[dict[str, Any]] = []
     solved_runs: set[tuple[int, int]] = (

@@ -30,7 +30,7 @@ RUN_ONCE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_pas
             "xla_cpu_use_fusion_emitters": False}  # fmt: skip
 
 
-def loop_options(older_emitters: bool = True) -> dict[str, Any] | None:
+def loop_options() -> dict[str, Any] | None:
     """XLA options for a trainer's chunk program: on the CPU, LLVM's O1 instead of its default.
 
     Measured on the 2-core CPU (CartPole, Acrobot, Pendulum, MountainCar chunks): it compiles in
@@ -41,13 +41,10 @@ def loop_options(older_emitters: bool = True) -> dict[str, Any] | None:
     """
     if jax.default_backend() != "cpu":
         return None
-    # ``older_emitters``: XLA's older CPU loop emitters, half the compile CPU (CartPole chunk on
-    # one core 3.7 -> 1.9 s; a cold start 4.6 -> 3.6 s on 2 cores), chunks 5-10% slower, another
-    # rounding. The envpool trainer keeps the newer ones until its LunarLander figures are re-made.
-    options: dict[str, Any] = {"xla_backend_optimization_level": 1}
-    if older_emitters:
-        options["xla_cpu_use_fusion_emitters"] = False
-    return options
+    # XLA's older CPU loop emitters too: half the compile CPU (CartPole chunk on one core 3.7 ->
+    # 1.9 s; a cold start 4.6 -> 3.6 s on 2 cores; LunarLander's envpool chunk 4.9 -> 3.2 s),
+    # CartPole chunks 5-10% slower, another rounding.
+    return {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 
 
 class Agent(NamedTuple):

@@ -57,6 +57,7 @@ from reinforce_jax.trainers.events import (
     check_solved_at,
     flatten_state,
     restore_state,
+    row_key,
 )
 from reinforce_jax.trainers.export_cache import COMPILING, cached_jit, program_key
 
@@ -256,6 +257,9 @@ def check(cfg: Config, spec: EnvSpec) -> None:
             f"{spec.env_id} has no JAX implementation, so the compiled trainer cannot run it; "
             "the host trainer can"
         )
+    if cfg.return_lambda < 1.0:  # here, not only in build_trainer: sweeps build this directly
+        raise ConfigError("return_lambda < 1 (TD(lambda) returns) is implemented by the envpool "
+                          "and host trainers; this run uses the compiled trainer")  # fmt: skip
     check_split(cfg.num_seeds, jax.process_count())
 
 
@@ -519,11 +523,6 @@ def _placeholder(shapes: Any, rows: int) -> Any:
         return a
 
     return jax.tree.map(fill, shapes)
-
-
-def row_key(label: dict[str, Any]) -> str:
-    """A row's key in ``solved_at``: its seed (``"3"``), or ``"config:seed"`` in a sweep."""
-    return f"{label['config']}:{label['seed']}" if "config" in label else str(label["seed"])
 
 
 def build(cfg: Config, spec: EnvSpec) -> CompiledTrainer:

@@ -98,6 +98,11 @@ def stack_seed(params: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x)[None], jax.device_get(params))
 
 
+def row_key(label: dict[str, Any]) -> str:
+    """A row's key in ``solved_at``: its seed (``"3"``), or ``"config:seed"`` in a sweep."""
+    return f"{label['config']}:{label['seed']}" if "config" in label else str(label["seed"])
+
+
 def check_solved_at(solved_at: Any) -> None:
     """A checkpoint's ``solved_at`` must map seeds (as text) to evaluation rows."""
     ok = isinstance(solved_at, dict) and all(

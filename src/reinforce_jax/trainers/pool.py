@@ -30,6 +30,11 @@ default): every window is learned whole, bootstrapped by the value the rollout c
 **Small updates.** ``min_episodes`` (0 = off) scales an update's step by
 ``min(1, episodes / min_episodes)``, the episodes being those whose last step is in its batch.
 
+**Sweeps.** ``rows`` label the ``K`` rows (``{"config": c, "seed": s}`` in a sweep) and ``hyper``
+gives per-row values of the learner's settings (:data:`TRACEABLE`), taken as values by one
+program as in the compiled trainer; ``gamma`` is not among them here (the returns are computed
+with it as a constant).
+
 **Resume.** envpool cannot save its environments' state: a resumed run restores learner, keys and
 counters exactly and starts fresh episodes (the pool reseeded from the run's seed and the chunk),
 like the host trainer; the episodes in flight and the carried steps at the checkpoint are lost.
@@ -52,7 +57,7 @@ from reinforce_jax.envs import envpool as pools
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.evaluate import PRECHECK_EPISODES, eval_row
-from reinforce_jax.learner import LearnerState
+from reinforce_jax.learner import HYPERPARAMETERS, OPTIMIZER_HYPERPARAMETERS, LearnerState
 from reinforce_jax.networks import update_obs_stats, value_output
 from reinforce_jax.rollout.pool import (
     init_carry,
@@ -79,7 +84,11 @@ from reinforce_jax.trainers.events import (
     check_solved_at,
     flatten_state,
     restore_state,
+    row_key,
 )
+
+# Settings a sweep may give each row as a value (the learner's; gamma is structural here).
+TRACEABLE = HYPERPARAMETERS
 
 
 class PoolState(NamedTuple):
@@ -141,13 +150,28 @@ class PoolTrainer:
     budget_rule = "whole chunks of eval_every updates of num_envs x rollout_steps steps"
 
     def __init__(self, cfg: Config, spec: EnvSpec, carry_steps: int | None = None,
-                 gate: float | None = None):  # fmt: skip
+                 gate: float | None = None, *, rows: list[dict[str, Any]] | None = None,
+                 hyper: dict[str, list[float]] | None = None):  # fmt: skip
+        """``rows``: one label per row (``{"seed": s}``, plus ``"config": c`` in a sweep;
+        default: ``cfg``'s seeds), as many as ``cfg.num_seeds``; ``hyper``: per-row values of
+        :data:`TRACEABLE` settings (a sweep)."""
         check(cfg, spec)
         self.cfg, self.spec = cfg, spec
+        self.rows = rows or [{"seed": s} for s in range(cfg.seed, cfg.seed + cfg.num_seeds)]
+        self.hyper = {name: list(v) for name, v in (hyper or {}).items()}
+        if len(self.rows) != cfg.num_seeds:
+            raise ValueError(f"{len(self.rows)} rows for num_seeds = {cfg.num_seeds}")
+        if set(self.hyper) - set(TRACEABLE):
+            raise ValueError(f"cannot trace {sorted(set(self.hyper) - set(TRACEABLE))} here; "
+                             f"traceable: {TRACEABLE}")  # fmt: skip
+        if any(len(v) != len(self.rows) for v in self.hyper.values()):
+            raise ValueError("hyper needs one value per row")
         self.total = num_updates_for(cfg)
         self.steps_per_update = cfg.num_envs * cfg.rollout_steps
         self.env_steps_budget = self.total * self.steps_per_update
-        self.agent = build_agent(cfg, spec, self.total, self.steps_per_update)
+        optimizer_traced = bool(set(OPTIMIZER_HYPERPARAMETERS) & set(self.hyper))
+        self.agent = build_agent(cfg, spec, self.total, self.steps_per_update,
+                                 traced=optimizer_traced)  # fmt: skip
         limit = spec.max_episode_steps or 4 * cfg.rollout_steps
         # Carry up to one time limit of steps, in whole windows: every episode is learned whole.
         # TD(lambda) returns learn each window whole, bootstrapped: nothing to carry.
@@ -182,6 +206,7 @@ class PoolTrainer:
         pre_evaluate = make_pool_evaluate(pre_step_fn, agent.eval_act, k,
                                           self.spec.max_episode_steps or 10_000)  # fmt: skip
         v_update = jax.vmap(agent.learner.update)
+        hyper = {name: jnp.asarray(v, jnp.float32) for name, v in self.hyper.items()}
         gate, pre_gate = self.gate, self.pre_gate
         bootstrapped = self.bootstrapped
 
@@ -205,7 +230,9 @@ class PoolTrainer:
             else:
                 buffer, batch, counts = learn_window(carry.buffer, steps, cfg.gamma, k,
                                                      self.batch_size)  # fmt: skip
-            updated, metrics = v_update(learner, batch)
+            updated, metrics = (
+                v_update(learner, batch, hyper) if hyper else v_update(learner, batch)
+            )
             # A window in which no episode ended has nothing to learn: no optimiser step either;
             # nor does a seed frozen at its solve (stop_when_solved).
             has = (counts["learn_steps"] > 0) & ~frozen
@@ -239,27 +266,23 @@ class PoolTrainer:
             nan = jnp.full((k, eval_obs.shape[0] // k), jnp.nan, jnp.float32)
             pre_nan = jnp.full((k, pre_obs.shape[0] // k), jnp.nan, jnp.float32)
 
-            def full(hs):
-                eval_handle, pre_handle = hs
-                eval_handle, returns = evaluate(eval_handle, eval_obs, params, eval_keys)
-                return (eval_handle, pre_handle), returns, pre_nan
-
-            def precheck(hs):
-                eval_handle, pre_handle = hs
-                pre_handle, pre = pre_evaluate(pre_handle, pre_obs, params, pre_keys)
-                return jax.lax.cond(
-                    jnp.any((jnp.mean(pre, axis=1) >= pre_gate) & ~frozen),
-                    lambda h: (*full(h)[:2], pre),
-                    lambda h: (h, nan, pre),
-                    (eval_handle, pre_handle),
-                )
-
-            def skip(hs):
-                return hs, nan, pre_nan
-
-            branch = jnp.where(force, 0, jnp.where(jnp.any(recent >= gate), 1, 2))
-            (eval_handle, pre_handle), returns, pre = jax.lax.switch(
-                branch, (full, precheck, skip), (eval_handle, pre_handle)
+            # The pre-check runs unless the chunk is the last (which always evaluates) or no
+            # seed's training return passed the gate; the full evaluation runs at the last chunk
+            # or when some unfrozen seed's pre-check passed. One call site each: the evaluation
+            # loops are compiled once.
+            run_pre = ~force & jnp.any(recent >= gate)
+            pre_handle, pre = jax.lax.cond(
+                run_pre,
+                lambda h: pre_evaluate(h, pre_obs, params, pre_keys),
+                lambda h: (h, pre_nan),
+                pre_handle,
+            )
+            passed = jnp.any((jnp.mean(pre, axis=1) >= pre_gate) & ~frozen)
+            eval_handle, returns = jax.lax.cond(
+                force | (run_pre & passed),
+                lambda h: evaluate(h, eval_obs, params, eval_keys),
+                lambda h: (h, nan),
+                eval_handle,
             )
             metrics["eval_returns"] = returns
             metrics["precheck_returns"] = pre
@@ -273,9 +296,11 @@ class PoolTrainer:
 
             return jax.vmap(one)(keys)
 
-        # The chunk keeps XLA's newer CPU emitters: the published LunarLander figures used them.
+        # XLA's older CPU emitters: envpool's custom calls name the pool's address, so this
+        # program never hits the persistent cache and every run compiles it (LunarLander: 3.2 s
+        # instead of 4.9 s; its chunks run as fast, env stepping being most of them).
         return (jax.jit(init, compiler_options=RUN_ONCE),
-                jax.jit(chunk, donate_argnums=(1, 2), compiler_options=loop_options(False)))  # fmt: skip
+                jax.jit(chunk, donate_argnums=(1, 2), compiler_options=loop_options()))  # fmt: skip
 
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         cfg, spec, agent = self.cfg, self.spec, self.agent
@@ -283,7 +308,8 @@ class PoolTrainer:
         start = time.perf_counter()
         first_chunk = 0
         solved_at: dict[str, dict[str, Any]] = {}
-        keys = prng_keys(range(cfg.seed, cfg.seed + k))
+        labels = self.rows
+        keys = prng_keys(r["seed"] for r in labels)
         if resume is not None:
             first_chunk = resume.evaluations
             solved_at = dict(resume.meta.get("solved_at", {}))
@@ -301,11 +327,11 @@ class PoolTrainer:
             state = restore_state(state, resume.state)
         obs, _ = pool.reset()
         carry = init_carry(obs, self.carry_steps, agent.dist.action_shape, agent.dist.action_dtype)
-        seeds = list(range(cfg.seed, cfg.seed + k))
-        all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(seeds)  # noqa: E731
+        all_solved = lambda: cfg.stop_when_solved and len(solved_at) == len(labels)  # noqa: E731
         # stop_when_solved: a seed stops learning at its first solve and keeps the parameters that
         # passed (its environments still step: the pool is shared), as the compiled trainer does.
-        frozen = lambda: np.array([cfg.stop_when_solved and str(s) in solved_at for s in seeds])  # noqa: E731
+        frozen = lambda: np.array([cfg.stop_when_solved and row_key(r) in solved_at  # noqa: E731
+                                   for r in labels])  # fmt: skip
         stop_reason = f"the budget of {self.env_steps_budget:,} env steps per seed is spent"
         num_chunks = self.total // cfg.eval_every
         chunk = first_chunk
@@ -331,11 +357,11 @@ class PoolTrainer:
                 dropped += metrics["dropped_steps"].sum(axis=0)
                 updates = (chunk + 1) * cfg.eval_every
                 rows = []
-                for i, seed in enumerate(seeds):
+                for i, label in enumerate(labels):
                     for u in range(cfg.eval_every):
                         row = {name: float(v[u, i]) for name, v in metrics.items()}
                         update = updates - cfg.eval_every + u + 1
-                        row.update(seed=seed, update=update,
+                        row.update(label, update=update,
                                    env_steps=update * self.steps_per_update, wall_time=wall)  # fmt: skip
                         if u == cfg.eval_every - 1 and np.isfinite(pre_returns[i]).all():
                             row["precheck_mean"] = float(pre_returns[i].mean())
@@ -344,12 +370,12 @@ class PoolTrainer:
                 host_state = jax.device_get(state)
                 if np.isfinite(eval_returns).all():
                     evals = []
-                    for i, seed in enumerate(seeds):
-                        row = eval_row(eval_returns[i], threshold, seed=seed, update=updates,
+                    for i, label in enumerate(labels):
+                        row = eval_row(eval_returns[i], threshold, **label, update=updates,
                                        env_steps=updates * self.steps_per_update, wall_time=wall)  # fmt: skip
                         evals.append(row)
-                        if row["solved"] and str(seed) not in solved_at:
-                            solved_at[str(seed)] = row
+                        if row["solved"] and row_key(label) not in solved_at:
+                            solved_at[row_key(label)] = row
                     yield EvalRows(evals, host_state.learner.params)
                 yield Checkpoint(chunk + 1, flatten_state(host_state), {"solved_at": solved_at})
                 if all_solved():

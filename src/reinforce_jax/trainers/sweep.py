@@ -1,9 +1,11 @@
 """Sweeps: every configuration x seed of a grid, in as few compiled programs as possible.
 
-Settings that do not change an array's shape and that the compiled program can take as values
-(:data:`~reinforce_jax.trainers.compiled.TRACEABLE`: learning rate, gradient clipping norm,
-entropy and value weights, gamma) are traced: all configurations that differ only in them train
-vmapped in one program, the PureJaxRL way. Any other setting (hidden sizes, number of
+Settings that do not change an array's shape and that the program can take as values are
+traced: all configurations that differ only in them train vmapped in one program, the PureJaxRL
+way. The compiled trainer traces the learning rate, gradient clipping norm, entropy and value
+weights and gamma (:data:`~reinforce_jax.trainers.compiled.TRACEABLE`); the envpool trainer
+(environments with no JAX-native version, e.g. LunarLander-v3) all of them but gamma, its
+configurations x seeds sharing one envpool (:data:`~reinforce_jax.trainers.pool.TRACEABLE`). Any other setting (hidden sizes, number of
 environments, the schedule, ...) is structural: one program per structural combination. Whether
 clipping happens at all (``max_grad_norm`` 0 or not) and its ``clip_scope`` are structural too.
 
@@ -21,7 +23,7 @@ from typing import Any, NamedTuple
 from reinforce_jax.config import FIELDS, Config, make_config
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
-from reinforce_jax.trainers.compiled import TRACEABLE, CompiledTrainer
+from reinforce_jax.trainers import compiled, pool
 
 # What a grid may not vary: they say which run this is, not how it learns.
 NOT_SWEPT = ("env_id", "env_args", "seed", "num_seeds", "trainer", "preset", "stop_when_solved")
@@ -38,6 +40,31 @@ class SweepPlan(NamedTuple):
     configs: list[Config]  # per configuration: the whole validated config
     seeds: list[int]
     groups: list[SweepGroup]
+    trainer: str  # "compiled" or "envpool"
+
+
+# What each trainer that batches configurations x seeds in one program can trace.
+SWEEP_TRAINERS = {"compiled": compiled.TRACEABLE, "envpool": pool.TRACEABLE}
+
+
+def sweep_trainer(cfg: Config, spec: EnvSpec) -> str:
+    """The trainer a sweep of ``cfg`` runs on; :class:`ConfigError` where none can batch it."""
+    from reinforce_jax.trainers import resolve_trainer
+
+    name = resolve_trainer(cfg, spec)
+    if name == "envpool":
+        from reinforce_jax.envs import envpool as pools
+
+        pools.check(spec)  # not installed, or a variant envpool lacks: one line, before any work
+    if name not in SWEEP_TRAINERS:
+        why = (f"is set to train with the {name!r} trainer" if cfg.trainer != "auto" else
+               "has neither a JAX-native version nor an envpool one")  # fmt: skip
+        raise ConfigError(
+            f"reinforce sweep trains every configuration and seed vmapped in one program, which "
+            f"needs the compiled or the envpool trainer; {spec.env_id} {why} (sweepable: "
+            "CartPole-v1, Acrobot-v1, ... compiled; LunarLander-v3 on envpool)"
+        )
+    return name
 
 
 def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -59,7 +86,10 @@ def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def plan_sweep(
     env_id: str, preset: str, overrides: dict[str, Any], grid: dict[str, list[Any]]
 ) -> SweepPlan:
-    """Validate every configuration and group them into programs (:class:`ConfigError` first)."""
+    """Validate every configuration, choose the trainer and group the configurations into
+    programs (:class:`ConfigError` first)."""
+    from reinforce_jax.envs.registry import env_spec
+
     settings = expand_grid(grid)
     configs = []
     for i, values in enumerate(settings):
@@ -68,8 +98,9 @@ def plan_sweep(
         except ConfigError as e:
             raise ConfigError(f"configuration {i} ({_describe(values)}): {e}") from None
     base = configs[0]
+    trainer = sweep_trainer(base, env_spec(env_id, base.env_args))
     seeds = list(range(base.seed, base.seed + base.num_seeds))
-    traced = tuple(k for k in grid if k in TRACEABLE)
+    traced = tuple(k for k in grid if k in SWEEP_TRAINERS[trainer])
     groups: dict[str, list[int]] = {}
     for i, cfg in enumerate(configs):
         # Structural identity: the config with traced settings blanked (clipping on/off kept).
@@ -85,30 +116,30 @@ def plan_sweep(
         if cfg.max_grad_norm == 0:  # no clipping in this group: nothing to trace
             names = tuple(k for k in traced if k != "max_grad_norm")
         plan_groups.append(SweepGroup(cfg, ids, names))
-    return SweepPlan(settings, configs, seeds, plan_groups)
+    return SweepPlan(settings, configs, seeds, plan_groups, trainer)
 
 
-def build_sweep(plan: SweepPlan, spec: EnvSpec) -> list[CompiledTrainer]:
-    """One compiled trainer per group; rows are labelled ``{"config": c, "seed": s}``."""
-    from reinforce_jax.envs.registry import make_jax_env
-    from reinforce_jax.trainers import resolve_trainer
+def build_sweep(plan: SweepPlan, spec: EnvSpec) -> list[Any]:
+    """One trainer per group (``plan.trainer``'s); rows are labelled ``{"config": c, "seed": s}``."""
+    import jax
 
-    name = resolve_trainer(plan.configs[0], spec)
-    if name != "compiled":
-        why = ("has no JAX-native version" if not spec.has_jax else
-               f"is set to train with the {name!r} trainer")  # fmt: skip
-        raise ConfigError(
-            f"reinforce sweep trains every configuration and seed vmapped in one compiled "
-            f"program, which needs the compiled trainer; {spec.env_id} {why} "
-            "(sweepable: environments with a JAX-native version, e.g. CartPole-v1, Acrobot-v1)"
-        )
-    env = make_jax_env(spec.env_id)
-    trainers = []
+    if plan.trainer == "envpool" and jax.process_count() > 1:
+        raise ConfigError("a sweep on envpool runs in one process; several processes need the "
+                          "compiled trainer")  # fmt: skip
+    env = None
+    if plan.trainer == "compiled":
+        from reinforce_jax.envs.registry import make_jax_env
+
+        env = make_jax_env(spec.env_id)
+    trainers: list[Any] = []
     for group in plan.groups:
         rows = [{"config": c, "seed": s} for c in group.config_ids for s in plan.seeds]
         hyper = {k: [getattr(plan.configs[r["config"]], k) for r in rows] for k in group.traced}
-        trainers.append(CompiledTrainer(group.cfg.replace(trainer="compiled"), spec, env,
-                                        rows=rows, hyper=hyper))  # fmt: skip
+        cfg = group.cfg.replace(trainer=plan.trainer)
+        if plan.trainer == "compiled":
+            trainers.append(compiled.CompiledTrainer(cfg, spec, env, rows=rows, hyper=hyper))
+        else:
+            trainers.append(pool.PoolTrainer(cfg, spec, rows=rows, hyper=hyper))
     return trainers
 
 
@@ -116,4 +147,7 @@ def _describe(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-__all__ = ["NOT_SWEPT", "SweepGroup", "SweepPlan", "build_sweep", "expand_grid", "plan_sweep"]
+__all__ = [
+    "NOT_SWEPT", "SWEEP_TRAINERS", "SweepGroup", "SweepPlan", "build_sweep", "expand_grid",
+    "plan_sweep", "sweep_trainer",
+]  # fmt: skip
