@@ -5,9 +5,10 @@ traced: all configurations that differ only in them train vmapped in one program
 way. The compiled trainer traces the learning rate, gradient clipping norm, entropy and value
 weights and gamma (:data:`~reinforce_jax.trainers.compiled.TRACEABLE`); the envpool trainer
 (environments with no JAX-native version, e.g. LunarLander-v3) all of them but gamma, its
-configurations x seeds sharing one envpool (:data:`~reinforce_jax.trainers.pool.TRACEABLE`). Any other setting (hidden sizes, number of
-environments, the schedule, ...) is structural: one program per structural combination. Whether
-clipping happens at all (``max_grad_norm`` 0 or not) and its ``clip_scope`` are structural too.
+configurations x seeds sharing one envpool (:data:`~reinforce_jax.trainers.pool.TRACEABLE`).
+Any other setting (hidden sizes, number of environments, the schedule, ...) is structural: one
+program per structural combination. Whether clipping happens at all (``max_grad_norm`` 0 or not)
+and its ``clip_scope`` are structural too.
 
 Configuration ``c`` with seed ``s`` starts from ``PRNGKey(s)`` as ``reinforce train --seed s``
 does (common random numbers across configurations). Its numbers are close to, not bitwise equal
