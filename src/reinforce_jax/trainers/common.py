@@ -47,6 +47,24 @@ def loop_options() -> dict[str, Any] | None:
     return {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 
 
+def sweep_rows(
+    cfg: Config,
+    rows: list[dict[str, Any]] | None,
+    hyper: dict[str, list[float]] | None,
+    traceable: tuple[str, ...],
+) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """A batching trainer's row labels (default: ``cfg``'s seeds, ``{"seed": s}``) and per-row
+    values of traced settings (a sweep's), checked: one value per row, ``traceable`` names only."""
+    rows = rows or [{"seed": s} for s in range(cfg.seed, cfg.seed + cfg.num_seeds)]
+    hyper = {name: list(v) for name, v in (hyper or {}).items()}
+    unknown = set(hyper) - set(traceable)
+    if unknown:
+        raise ValueError(f"cannot trace {sorted(unknown)}; traceable: {traceable}")
+    if any(len(v) != len(rows) for v in hyper.values()):
+        raise ValueError("hyper needs one value per row")
+    return rows, hyper
+
+
 class Agent(NamedTuple):
     networks: Networks
     dist: Distribution

@@ -46,6 +46,7 @@ from reinforce_jax.trainers.common import (
     init_learner,
     loop_options,
     prng_keys,
+    sweep_rows,
 )
 from reinforce_jax.trainers.distributed import check_split, seed_split
 from reinforce_jax.trainers.events import (
@@ -290,10 +291,7 @@ class CompiledTrainer:
         default: ``cfg``'s seeds); ``hyper``: per-row values of traced settings (a sweep)."""
         check(cfg, spec)
         self.cfg, self.spec = cfg, spec
-        self.rows = rows or [{"seed": s} for s in range(cfg.seed, cfg.seed + cfg.num_seeds)]
-        self.hyper = {k: list(v) for k, v in (hyper or {}).items()}
-        if any(len(v) != len(self.rows) for v in self.hyper.values()):
-            raise ValueError("hyper needs one value per row")
+        self.rows, self.hyper = sweep_rows(cfg, rows, hyper, TRACEABLE)
         # Under stop_when_solved the evaluations serve the solve check: they may stop early. Not
         # for one row: compiling the pre-check (~0.2 s) costs more than its short chunks save.
         prechecked = cfg.stop_when_solved and len(self.rows) > 1

@@ -73,6 +73,7 @@ from reinforce_jax.trainers.common import (
     init_learner,
     loop_options,
     prng_keys,
+    sweep_rows,
 )
 from reinforce_jax.trainers.events import (
     Checkpoint,
@@ -137,6 +138,9 @@ def check(cfg: Config, spec: EnvSpec) -> None:
     pools.check(spec)
     if cfg.trainer not in ("envpool", "auto"):
         raise ConfigError(f"the envpool trainer cannot run trainer = {cfg.trainer!r}")
+    if jax.process_count() > 1:  # here, not only in build_trainer: sweeps build this directly
+        raise ConfigError("several processes need the compiled trainer; this run uses the "
+                          "envpool trainer")  # fmt: skip
 
 
 class PoolTrainer:
@@ -157,15 +161,9 @@ class PoolTrainer:
         :data:`TRACEABLE` settings (a sweep)."""
         check(cfg, spec)
         self.cfg, self.spec = cfg, spec
-        self.rows = rows or [{"seed": s} for s in range(cfg.seed, cfg.seed + cfg.num_seeds)]
-        self.hyper = {name: list(v) for name, v in (hyper or {}).items()}
-        if len(self.rows) != cfg.num_seeds:
+        self.rows, self.hyper = sweep_rows(cfg, rows, hyper, TRACEABLE)
+        if len(self.rows) != cfg.num_seeds:  # one pool of num_seeds x num_envs environments
             raise ValueError(f"{len(self.rows)} rows for num_seeds = {cfg.num_seeds}")
-        if set(self.hyper) - set(TRACEABLE):
-            raise ValueError(f"cannot trace {sorted(set(self.hyper) - set(TRACEABLE))} here; "
-                             f"traceable: {TRACEABLE}")  # fmt: skip
-        if any(len(v) != len(self.rows) for v in self.hyper.values()):
-            raise ValueError("hyper needs one value per row")
         self.total = num_updates_for(cfg)
         self.steps_per_update = cfg.num_envs * cfg.rollout_steps
         self.env_steps_budget = self.total * self.steps_per_update

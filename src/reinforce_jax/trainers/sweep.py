@@ -122,11 +122,6 @@ def plan_sweep(
 
 def build_sweep(plan: SweepPlan, spec: EnvSpec) -> list[Any]:
     """One trainer per group (``plan.trainer``'s); rows are labelled ``{"config": c, "seed": s}``."""
-    import jax
-
-    if plan.trainer == "envpool" and jax.process_count() > 1:
-        raise ConfigError("a sweep on envpool runs in one process; several processes need the "
-                          "compiled trainer")  # fmt: skip
     env = None
     if plan.trainer == "compiled":
         from reinforce_jax.envs.registry import make_jax_env
