@@ -82,6 +82,25 @@ def test_events_rows_and_forced_last_evaluation():
 
 
 @needs_envpool
+def test_the_chunk_program_is_lowered_before_the_preload_may_start(monkeypatch):
+    # The session's background imports hold the GIL, as tracing does: they wait for this event,
+    # which is set once the chunk program is lowered, while XLA compiles it.
+    trainer = build_trainer(make_config("CartPole-v1", overrides=SMALL), env_spec("CartPole-v1"))
+    assert not trainer.tracing_done.is_set()
+    seen, real = [], jax.stages.Lowered.compile
+
+    def compile(self, *args, **kwargs):
+        seen.append(trainer.tracing_done.is_set())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", compile)
+    events = trainer.run()
+    next(events)  # the first chunk's rows
+    events.close()
+    assert seen == [True]  # one compile: the chunk's, once the event was set
+
+
+@needs_envpool
 def test_solves_a_low_threshold_and_stops():
     cfg = make_config("CartPole-v1", overrides={**SMALL, "stop_when_solved": True})
     events = train_events(cfg, threshold=5.0)  # any policy passes once evaluated

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from reinforce_jax.agent import Act
 from reinforce_jax.core.returns import lambda_returns
@@ -65,19 +66,22 @@ class WindowStats(NamedTuple):
 def init_carry(
     obs: jax.Array, carry_steps: int, action_shape=(), action_dtype=jnp.int32
 ) -> PoolCarry:
-    """The carry after a host ``reset``: fresh episodes, an empty buffer of ``carry_steps``."""
-    obs = jnp.asarray(obs, jnp.float32)
+    """The carry after a host ``reset``: fresh episodes, an empty buffer of ``carry_steps``.
+
+    Built with NumPy and moved to the device in one transfer: ``jnp.zeros`` would trace and
+    compile a small program per shape and dtype (eleven here) before the run's first chunk."""
+    obs = np.asarray(obs, np.float32)
     m = obs.shape[0]
-    zeros = jnp.zeros((m,), jnp.float32)
+    zeros = np.zeros((m,), np.float32)
     buffer = PoolSteps(
-        jnp.zeros((carry_steps, *obs.shape), jnp.float32),
-        jnp.zeros((carry_steps, m, *action_shape), action_dtype),
-        jnp.zeros((carry_steps, m), jnp.float32),
-        jnp.zeros((carry_steps, m), bool),
-        jnp.zeros((carry_steps, m), bool),
-        jnp.zeros((carry_steps, m), jnp.float32),
+        np.zeros((carry_steps, *obs.shape), np.float32),
+        np.zeros((carry_steps, m, *action_shape), action_dtype),
+        np.zeros((carry_steps, m), np.float32),
+        np.zeros((carry_steps, m), bool),
+        np.zeros((carry_steps, m), bool),
+        np.zeros((carry_steps, m), np.float32),
     )
-    return PoolCarry(obs, jnp.zeros((m,), bool), zeros, jnp.zeros((m,), jnp.float32), buffer)
+    return jax.device_put(PoolCarry(obs, np.zeros((m,), bool), zeros, zeros.copy(), buffer))
 
 
 def _per_seed(x: jax.Array, num_seeds: int) -> jax.Array:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -185,6 +186,9 @@ class PoolTrainer:
         self.gate = eval_gate(spec.solve_threshold) if gate is None else gate
         self.pre_gate = precheck_gate(spec.solve_threshold)
         self.precheck_episodes = min(PRECHECK_EPISODES, cfg.eval_episodes)
+        # Set once the chunk program is lowered (XLA then compiles it without the GIL): the
+        # session's background imports wait for it instead of slowing the tracing.
+        self.tracing_done = threading.Event()
 
     def check_resume(self, resume: Checkpoint) -> None:
         chunks = self.total // self.cfg.eval_every
@@ -334,20 +338,20 @@ class PoolTrainer:
         num_chunks = self.total // cfg.eval_every
         chunk = first_chunk
         dropped = np.zeros(k)
+        program = None
         try:
             for chunk in range(first_chunk, num_chunks) if not all_solved() else ():
                 eval_obs, _ = eval_pool.reset()
                 pre_obs, _ = pre_pool.reset()
                 force = chunk == num_chunks - 1
-                handles, state, carry, metrics = chunk_fn(
-                    handles,
-                    state,
-                    carry,
-                    jnp.asarray(eval_obs, jnp.float32),
-                    jnp.asarray(pre_obs, jnp.float32),
-                    jnp.asarray(force),
-                    jnp.asarray(frozen()),
-                )
+                # NumPy arguments: jnp.asarray would compile a small program for each at the start.
+                args = (handles, state, carry, np.asarray(eval_obs, np.float32),
+                        np.asarray(pre_obs, np.float32), np.asarray(force), frozen())  # fmt: skip
+                if program is None:  # traced and lowered here, so that XLA compiles it GIL-free
+                    lowered = chunk_fn.lower(*args)
+                    self.tracing_done.set()
+                    program = lowered.compile()
+                handles, state, carry, metrics = program(*args)
                 metrics = jax.device_get(metrics)
                 wall = time.perf_counter() - start
                 eval_returns = np.asarray(metrics.pop("eval_returns"))  # [K, E]
@@ -379,6 +383,7 @@ class PoolTrainer:
                 if all_solved():
                     break
         finally:
+            self.tracing_done.set()
             for p in (pool, eval_pool, pre_pool):
                 p.close()
         if all_solved():
