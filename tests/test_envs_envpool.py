@@ -17,6 +17,7 @@ from reinforce_jax.rollout.pool import (
     PoolSteps,
     learn_lambda_window,
     learn_window,
+    make_pool_evaluate,
     make_pool_rollout,
     reward_to_go,
 )
@@ -209,6 +210,39 @@ def test_rollout_records_next_values_and_bootstraps_truncations_only_when_asked(
     assert (added[~ends] == 0).all()
     with pytest.raises(ValueError, match="needs a value"):
         make_pool_rollout(step, act, 2, 20, 0.99, None, bootstrap=True)
+
+
+@needs_envpool
+@pytest.mark.parametrize("episodes", [3, 7])
+def test_evaluation_deals_episodes_to_environments_as_the_host_evaluator_does(episodes):
+    # Two seeds x 3 environments: episode k of a seed is its environment k % 3's (k // 3)-th,
+    # as envpool plays them when stepped from Python (its reset-only steps counted nowhere).
+    def policy(obs):  # a poor, deterministic controller: episodes of different lengths
+        return (obs[..., 0] + obs[..., 2] > 0).astype(np.int32)
+
+    spec = env_spec("CartPole-v1")
+    pool = pools.make_pool(spec, 6, seed=5, num_threads=1)
+    handle, _, _, step = pool.xla()
+    obs, _ = pool.reset()
+    evaluate = make_pool_evaluate(step, lambda p, o, k: jnp.asarray(policy(o)), 2, 500, episodes)
+    _, got = jax.jit(evaluate)(handle, obs, {}, jnp.zeros((2, 2), jnp.uint32))
+    pool.close()
+
+    pool = pools.make_pool(spec, 6, seed=5, num_threads=1)
+    obs, _ = pool.reset()
+    played = [[] for _ in range(6)]
+    total, fresh = np.zeros(6), np.zeros(6, bool)
+    while min(len(p) for p in played) < -(-episodes // 3):
+        obs, reward, terminated, truncated, _ = pool.step(policy(obs))
+        total += np.where(fresh, 0.0, reward)
+        fresh = (terminated | truncated) & ~fresh
+        for i in np.flatnonzero(fresh):
+            played[i].append(total[i])
+            total[i] = 0.0
+    pool.close()
+    want = [[played[3 * s + k % 3][k // 3] for k in range(episodes)] for s in range(2)]
+    assert len({w for row in want for w in row}) > 2  # the lengths differ: the order matters
+    np.testing.assert_array_equal(np.asarray(got), want)
 
 
 def _episode_stats(step, reset, policy, episodes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -285,24 +285,39 @@ def window_stats(stats: WindowStats, num_seeds: int) -> dict[str, jax.Array]:
     }
 
 
-def make_pool_evaluate(step_fn: Callable, act: Act, num_seeds: int, max_steps: int) -> Callable:
+def make_pool_evaluate(
+    step_fn: Callable, act: Act, num_seeds: int, max_steps: int, episodes: int | None = None
+) -> Callable:
     """``evaluate(handle, obs, params, keys) -> (handle, returns[K, E])``.
 
-    ``obs`` are the first observations of a freshly reset pool of ``K * E`` environments; each
-    plays exactly one episode (its first), and the loop ends as soon as every episode has ended
-    (at most ``max_steps`` steps, the time limit).
+    ``obs`` are the first observations of a freshly reset pool of ``K * n`` environments, ``n``
+    per seed. Each seed plays ``E = episodes`` episodes (default ``n``: one per environment),
+    dealt as :class:`~reinforce_jax.evaluate.HostEvaluator` deals them: episode ``k`` is
+    environment ``k % n``'s ``(k // n)``-th, so every episode counts however long it runs. The
+    loop ends once every episode has ended (each at most ``max_steps`` steps, the time limit).
+    envpool resets an ended episode in a step of its own (reward 0), counted nowhere.
+
+    Fewer environments than episodes step less: envpool keeps stepping an environment whose
+    episodes are done, so 100 environments wait for their slowest episode while all of them step.
+    (Seed 0's solved LunarLander policy, 100 greedy episodes, 4 runs each on 2 cores: 1.15-2.44 s
+    on 100 environments, 0.86-1.67 s on 25.)
     """
     v_act = jax.vmap(act)
 
     def evaluate(handle, obs: jax.Array, params: Any, keys: jax.Array):
         m = obs.shape[0]
+        n = m // num_seeds
+        e = n if episodes is None else episodes
+        slots = -(-e // n)  # episodes an environment plays at most
+        quota = jnp.asarray(np.tile([len(range(i, e, n)) for i in range(n)], num_seeds))
+        rows = jnp.arange(m)
 
         def cond(c):
-            _, _, _, alive, t, _ = c
-            return jnp.any(alive) & (t < max_steps)
+            _, _, _, played, _, t, _ = c
+            return jnp.any(played < quota) & (t < slots * (max_steps + 1))
 
         def body(c):
-            handle, obs, total, alive, t, keys = c
+            handle, obs, returns, played, fresh, t, keys = c
             split = jax.vmap(jax.random.split)(keys)
             keys, act_keys = split[:, 0], split[:, 1]
             actions = _flat(v_act(params, _per_seed(obs, num_seeds), act_keys))
@@ -311,13 +326,18 @@ def make_pool_evaluate(step_fn: Callable, act: Act, num_seeds: int, max_steps: i
             next_obs = _ordered(ids, jnp.asarray(next_obs, jnp.float32))
             reward = _ordered(ids, jnp.asarray(reward, jnp.float32))
             done = _ordered(ids, jnp.asarray(terminated, bool) | jnp.asarray(truncated, bool))
-            total = total + jnp.where(alive, reward, 0.0)
-            return handle, next_obs, total, alive & ~done, t + 1, keys
+            live = (played < quota) & ~fresh  # a step of an episode still to be counted
+            slot = jnp.minimum(played, slots - 1)
+            returns = returns.at[rows, slot].add(jnp.where(live, reward, 0.0))
+            ended = done & live
+            return handle, next_obs, returns, played + ended, ended, t + 1, keys
 
-        init = (handle, jnp.asarray(obs, jnp.float32), jnp.zeros((m,), jnp.float32),
-                jnp.ones((m,), bool), jnp.zeros((), jnp.int32), keys)  # fmt: skip
-        handle, _, total, _, _, _ = jax.lax.while_loop(cond, body, init)
-        return handle, total.reshape(num_seeds, -1)
+        init = (handle, jnp.asarray(obs, jnp.float32), jnp.zeros((m, slots), jnp.float32),
+                jnp.zeros((m,), jnp.int32), jnp.zeros((m,), bool), jnp.zeros((), jnp.int32),
+                keys)  # fmt: skip
+        handle, _, returns, _, _, _, _ = jax.lax.while_loop(cond, body, init)
+        k = np.arange(e)
+        return handle, returns.reshape(num_seeds, n, slots)[:, k % n, k // n]
 
     return evaluate
 

@@ -8,7 +8,9 @@ trains at compiled speed. ``K`` seeds x ``N`` environments share one pool (envpo
 be ``vmap``-ped); the learner and the policy are ``vmap``-ped over the seeds.
 
 **Evaluation.** Each evaluation runs ``eval_episodes`` fresh episodes per seed on a second pool
-(greedy by default, reset from the host before the chunk), and stops when all have ended. It is
+(greedy by default, reset from the host before the chunk), and stops when all have ended; at most
+25 environments per seed play them (100 episodes: 4 each, dealt as the host evaluator deals them),
+since envpool steps every environment until the slowest episode ends. It is
 *gated*, since 100 episodes of a hovering lander cost as much as 100,000 training steps: every
 chunk first runs a cheap pre-check (20 greedy episodes per seed on a third pool), and the full
 evaluation runs only when some seed's pre-check mean reaches the threshold minus 15% (170 for
@@ -57,7 +59,7 @@ from reinforce_jax.config import Config
 from reinforce_jax.envs import envpool as pools
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
-from reinforce_jax.evaluate import PRECHECK_EPISODES, eval_row
+from reinforce_jax.evaluate import EVAL_ENVS, PRECHECK_EPISODES, eval_row
 from reinforce_jax.learner import HYPERPARAMETERS, OPTIMIZER_HYPERPARAMETERS, LearnerState
 from reinforce_jax.networks import update_obs_stats, value_output
 from reinforce_jax.rollout.pool import (
@@ -186,6 +188,7 @@ class PoolTrainer:
         self.gate = eval_gate(spec.solve_threshold) if gate is None else gate
         self.pre_gate = precheck_gate(spec.solve_threshold)
         self.precheck_episodes = min(PRECHECK_EPISODES, cfg.eval_episodes)
+        self.eval_envs = min(EVAL_ENVS, cfg.eval_episodes)  # per seed; 100 episodes: 4 each
         # Set once the chunk program is lowered (XLA then compiles it without the GIL): the
         # session's background imports wait for it instead of slowing the tracing.
         self.tracing_done = threading.Event()
@@ -204,7 +207,8 @@ class PoolTrainer:
         rollout = make_pool_rollout(step_fn, agent.act, k, cfg.rollout_steps, cfg.gamma,
                                     value, bootstrap=agent.value is not None)  # fmt: skip
         evaluate = make_pool_evaluate(eval_step_fn, agent.eval_act, k,
-                                      self.spec.max_episode_steps or 10_000)  # fmt: skip
+                                      self.spec.max_episode_steps or 10_000,
+                                      cfg.eval_episodes)  # fmt: skip
         pre_evaluate = make_pool_evaluate(pre_step_fn, agent.eval_act, k,
                                           self.spec.max_episode_steps or 10_000)  # fmt: skip
         v_update = jax.vmap(agent.learner.update)
@@ -265,7 +269,7 @@ class PoolTrainer:
             key, eval_keys, pre_keys = split[:, 0], split[:, 1], split[:, 2]
             params = state.learner.params
             recent = jnp.nanmean(metrics["episode_return"], axis=0)  # [K]
-            nan = jnp.full((k, eval_obs.shape[0] // k), jnp.nan, jnp.float32)
+            nan = jnp.full((k, cfg.eval_episodes), jnp.nan, jnp.float32)
             pre_nan = jnp.full((k, pre_obs.shape[0] // k), jnp.nan, jnp.float32)
 
             # The pre-check runs unless the chunk is the last (which always evaluates) or no
@@ -317,7 +321,7 @@ class PoolTrainer:
             solved_at = dict(resume.meta.get("solved_at", {}))
         train_seed, eval_seed, pre_seed = _seeds(cfg.seed, first_chunk)
         pool = pools.make_pool(spec, k * cfg.num_envs, train_seed)
-        eval_pool = pools.make_pool(spec, k * cfg.eval_episodes, eval_seed)
+        eval_pool = pools.make_pool(spec, k * self.eval_envs, eval_seed)
         pre_pool = pools.make_pool(spec, k * self.precheck_episodes, pre_seed)
         handle, _, _, step_fn = pool.xla()
         eval_handle, _, _, eval_step_fn = eval_pool.xla()
