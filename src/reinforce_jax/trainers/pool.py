@@ -270,7 +270,7 @@ class PoolTrainer:
             params = state.learner.params
             recent = jnp.nanmean(metrics["episode_return"], axis=0)  # [K]
             nan = jnp.full((k, cfg.eval_episodes), jnp.nan, jnp.float32)
-            pre_nan = jnp.full((k, pre_obs.shape[0] // k), jnp.nan, jnp.float32)
+            pre_nan = jnp.full((k, self.precheck_episodes), jnp.nan, jnp.float32)
 
             # The pre-check runs unless the chunk is the last (which always evaluates) or no
             # seed's training return passed the gate; the full evaluation runs at the last chunk
