@@ -13,7 +13,11 @@ compilation included), per seed, and re-evaluates each policy on 100 new gymnasi
 
 runs ``reinforce train --env LunarLander-v3 --seed S --stop-when-solved`` then
 ``reinforce evaluate RUN_DIR --episodes 100 --seed 1000`` (``--eval-seed``: episodes no
-training or in-training evaluation pool was seeded with).
+training or in-training evaluation pool was seeded with). ``--cache`` says which compilation
+cache the commands use: ``shared`` (default), one empty at the start and kept for all the seeds,
+as a user's own cache is (the first seed compiles the training program, the others load it);
+``cold``, an empty one for each seed; ``user``, the user's own. The ``cache`` column says whether
+a seed's command found the training program stored.
 
 Each trainer runs its ``default`` settings (the notebook preset: the notebook's) with
 ``stop_when_solved`` and at most ``--steps`` environment steps (``--episodes`` for the notebook
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -88,19 +93,28 @@ def run(trainer_name: str, seed: int, steps: int, episodes: int) -> dict[str, An
             "evaluations": evals, "sps_with_learning_and_eval": sps, "solve": solve}  # fmt: skip
 
 
-def command(seed: int, root: Path, extra: list[str], eval_seed: int) -> dict[str, Any]:
+def command(seed: int, root: Path, extra: list[str], eval_seed: int,
+            cache: Path | None) -> dict[str, Any]:  # fmt: skip
     """``reinforce train`` as a user runs it (timed whole), then ``reinforce evaluate``."""
     run_dir = root / f"seed{seed}"
     cli = [sys.executable, "-m", "reinforce_jax"]
+    env = dict(os.environ)
+    if cache is not None:
+        env["REINFORCE_JAX_CACHE"] = str(cache)
+    where = (
+        cache
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reinforce-jax" / "jax"
+    )
+    warm = any((where / "programs").glob("pool-chunk-*"))
     start = time.perf_counter()
     subprocess.run([*cli, "train", "--env", ENV, "--seed", str(seed), "--stop-when-solved",
-                    "--run-dir", str(run_dir), "--quiet", *extra], check=True)  # fmt: skip
+                    "--run-dir", str(run_dir), "--quiet", *extra], check=True, env=env)  # fmt: skip
     wall = time.perf_counter() - start
     status = json.loads((run_dir / "status.json").read_text())
     out = subprocess.run([*cli, "evaluate", str(run_dir), "--episodes", "100", "--seed",
                           str(eval_seed), "--json"],
-                         check=True, capture_output=True, text=True).stdout  # fmt: skip
-    return {"seed": seed, "command_wall": wall, "trainer": json.loads(
+                         check=True, capture_output=True, text=True, env=env).stdout  # fmt: skip
+    return {"seed": seed, "cache": "warm" if warm else "cold", "command_wall": wall, "trainer": json.loads(
         (run_dir / "config.json").read_text())["config"]["trainer"], "env_steps": status["env_steps"],
             "first_solve": status.get("first_solve"), "fresh_100": json.loads(out)["mean"]}  # fmt: skip
 
@@ -108,12 +122,15 @@ def command(seed: int, root: Path, extra: list[str], eval_seed: int) -> dict[str
 def main_command(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="lunar-bench-"))
     results = []
-    print("seed  trainer  command wall s  env steps at solve  in-training eval  fresh 100 episodes")
+    print(f"compilation cache: {args.cache}")
+    print("seed  trainer  cache  command wall s  env steps at solve  in-training eval  "
+          "fresh 100 episodes")  # fmt: skip
     for seed in args.seeds:
-        r = command(seed, root, shlex.split(args.extra), args.eval_seed)
+        cache = {"shared": root / "cache", "cold": root / f"cache{seed}", "user": None}[args.cache]
+        r = command(seed, root, shlex.split(args.extra), args.eval_seed, cache)
         results.append(r)
         s = r["first_solve"] or {}
-        print(f"{seed:4d}  {r['trainer']:7s}  {r['command_wall']:14.1f}  "
+        print(f"{seed:4d}  {r['trainer']:7s}  {r['cache']:5s}  {r['command_wall']:14.1f}  "
               f"{s.get('env_steps', float('nan')):18,}  {s.get('eval_mean', float('nan')):16.1f}  "
               f"{r['fresh_100']:18.1f}", flush=True)  # fmt: skip
     walls = [r["command_wall"] for r in results]
@@ -136,6 +153,8 @@ def main() -> None:
     p.add_argument("--json")
     p.add_argument("--command", action="store_true", help="time the whole reinforce command")
     p.add_argument("--extra", default="", help="more train arguments, one string (--command)")
+    p.add_argument("--cache", choices=["shared", "cold", "user"], default="shared",
+                   help="the compilation cache of --command's runs (see above)")  # fmt: skip
     p.add_argument("--eval-seed", type=int, default=1000,
                    help="first episode seed of the re-evaluation (--command)")  # fmt: skip
     args = p.parse_args()

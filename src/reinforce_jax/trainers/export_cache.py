@@ -176,8 +176,10 @@ def _is_named_tuple(cls: type) -> bool:
     return issubclass(cls, tuple) and cls is not tuple and hasattr(cls, "_fields")
 
 
-def load_or_export(fun: Callable[..., Any], path: Path, args: Sequence[Any]) -> jax.export.Exported:
+def load_or_export(fun: Callable[..., Any], path: Path, args: Sequence[Any],
+                   custom_calls: Sequence[str] = ()) -> jax.export.Exported:  # fmt: skip
     """The exported program in ``path`` if it matches ``args``; else export ``fun`` and store it.
+    ``custom_calls``: FFI targets ``fun`` may call besides JAX's own (registered before use).
 
     A file is ``FORMAT``, the SHA-256 of the rest, a JSON line naming the NamedTuple types its
     trees hold (registered for deserialisation first), and ``Exported.serialize()``'s bytes.
@@ -195,7 +197,8 @@ def load_or_export(fun: Callable[..., Any], path: Path, args: Sequence[Any]) -> 
                 return exported
         except Exception as e:  # a file from another version, or damaged: export anew
             log.debug("ignoring exported program %s: %s", path, e)
-    exported = jax.export.export(jax.jit(fun))(*args)
+    checks = [jax.export.DisabledSafetyCheck.custom_call(name) for name in custom_calls]
+    exported = jax.export.export(jax.jit(fun), disabled_checks=checks)(*args)
     trees = _tree_types(exported.in_tree) | _tree_types(exported.out_tree)
     names = sorted(_register(t) for t in trees if _is_named_tuple(t))
     blob = bytes(exported.serialize())
@@ -237,13 +240,18 @@ class CachedJit:
     trainer's init feeds its chunk). On a cold start, once this program's output types are known
     (from its export, before XLA compiles it), that one is prepared in a thread: its tracing
     overlaps this one's XLA compile, and both compile at once.
+
+    ``custom_calls``: FFI targets the program calls (see :func:`load_or_export`). ``signal``: the
+    event set once this program's tracing is over (default :data:`COMPILING`).
     """
 
     def __init__(self, fun: Callable[..., Any], name: str, key: Any, *,
                  donate_argnums: int | tuple[int, ...] = (),
                  compiler_options: dict[str, Any] | None = None,
-                 feeds: CachedJit | None = None):  # fmt: skip
+                 feeds: CachedJit | None = None, custom_calls: Sequence[str] = (),
+                 signal: threading.Event = COMPILING):  # fmt: skip
         self.fun, self.name, self.key, self.feeds = fun, name, key, feeds
+        self.custom_calls, self.signal = tuple(custom_calls), signal
         self.donate_argnums = (
             (donate_argnums,) if isinstance(donate_argnums, int) else tuple(donate_argnums)
         )
@@ -255,7 +263,7 @@ class CachedJit:
     def __call__(self, *args: Any) -> Any:
         if _directory is None or len(jax.devices()) != 1:
             if self.feeds is None:
-                COMPILING.set()
+                self.signal.set()
             return self.plain(*args)
         sig = signature(args)
         if sig not in self.programs:
@@ -296,7 +304,7 @@ class CachedJit:
                 # The fed program's tracing (the longer one) starts from this one's output
                 # types, a quick trace, rather than after this one's export.
                 self.feeds.prepare_in_background(where, (jax.eval_shape(self.fun, *args),))
-            exported = load_or_export(self.fun, path, args)
+            exported = load_or_export(self.fun, path, args, self.custom_calls)
             if self.feeds is not None and not cold:  # the types from the stored program
                 avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
                          for a in exported.out_avals]  # fmt: skip
@@ -316,23 +324,25 @@ class CachedJit:
             with _without_lapack(exported):
                 lowered = jitted.lower(*_abstract(args))
             if self.feeds is None:
-                COMPILING.set()
+                self.signal.set()
             return lowered.compile()
         except Exception as e:
             log.debug("exported program %s unusable, using jax.jit: %s", self.name, e)
-            COMPILING.set()
+            self.signal.set()
             return self.plain
 
 
 def cached_jit(fun: Callable[..., Any], name: str, key: Any, *,
                donate_argnums: int | tuple[int, ...] = (),
                compiler_options: dict[str, Any] | None = None,
-               feeds: CachedJit | None = None) -> CachedJit:  # fmt: skip
+               feeds: CachedJit | None = None, custom_calls: Sequence[str] = (),
+               signal: threading.Event = COMPILING) -> CachedJit:  # fmt: skip
     """``jax.jit`` whose program is kept in the export cache; ``key`` is JSON-able and must hold
     every setting that shapes ``fun`` but is not in its arguments' types. See :class:`CachedJit`
-    for ``feeds``."""
+    for ``feeds``, ``custom_calls`` and ``signal``."""
     return CachedJit(fun, name, key, donate_argnums=donate_argnums,
-                     compiler_options=compiler_options, feeds=feeds)  # fmt: skip
+                     compiler_options=compiler_options, feeds=feeds,
+                     custom_calls=custom_calls, signal=signal)  # fmt: skip
 
 
 # Config fields that never enter a compiled program: runs differing only in these share one.

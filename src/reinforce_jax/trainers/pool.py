@@ -57,6 +57,7 @@ import numpy as np
 
 from reinforce_jax.config import Config
 from reinforce_jax.envs import envpool as pools
+from reinforce_jax.envs import envpool_route as route
 from reinforce_jax.envs.spec import EnvSpec
 from reinforce_jax.errors import ConfigError
 from reinforce_jax.evaluate import EVAL_ENVS, PRECHECK_EPISODES, eval_row
@@ -90,6 +91,8 @@ from reinforce_jax.trainers.events import (
     restore_state,
     row_key,
 )
+from reinforce_jax.trainers.export_cache import NOT_IN_PROGRAM, CachedJit, cached_jit
+from reinforce_jax.trainers.export_cache import directory as export_dir
 
 # Settings a sweep may give each row as a value (the learner's; gamma is structural here).
 TRACEABLE = HYPERPARAMETERS
@@ -192,13 +195,16 @@ class PoolTrainer:
         # Set once the chunk program is lowered (XLA then compiles it without the GIL): the
         # session's background imports wait for it instead of slowing the tracing.
         self.tracing_done = threading.Event()
+        if (why := route.unavailable()) is not None:
+            self.startup_note = ("compiling the training program (on every run: envpool's calls "
+                                 f"cannot be cached here: {why})")  # fmt: skip
 
     def check_resume(self, resume: Checkpoint) -> None:
         chunks = self.total // self.cfg.eval_every
         check_counter({"evaluations": resume.evaluations}, "evaluations", 0, chunks)
         check_solved_at(resume.meta.get("solved_at", {}))
 
-    def _program(self, step_fn, eval_step_fn, pre_step_fn):
+    def _program(self, step_fn, eval_step_fn, pre_step_fn, routed=False):
         cfg, agent = self.cfg, self.agent
         k = cfg.num_seeds
         value = agent.value
@@ -302,11 +308,31 @@ class PoolTrainer:
 
             return jax.vmap(one)(keys)
 
-        # XLA's older CPU emitters: envpool's custom calls name the pool's address, so this
-        # program never hits the persistent cache and every run compiles it (LunarLander: 3.2 s
-        # instead of 4.9 s; its chunks run as fast, env stepping being most of them).
-        return (jax.jit(init, compiler_options=RUN_ONCE),
-                jax.jit(chunk, donate_argnums=(1, 2), compiler_options=loop_options()))  # fmt: skip
+        # XLA's older CPU emitters (loop_options): a first run compiles the chunk in 3.2 s
+        # instead of 4.9 s (LunarLander), and it runs as fast, env stepping being most of it.
+        # Later runs load it from JAX's cache: envpool_route keeps pool addresses out of it, so
+        # the traced program is kept too (export_cache), unless envpool's own calls are used.
+        key = self._program_key()
+        if routed:
+            chunk_fn = cached_jit(chunk, "pool-chunk", key, donate_argnums=(1, 2),
+                                  compiler_options=loop_options(), custom_calls=[route.TARGET],
+                                  signal=self.tracing_done)  # fmt: skip
+        else:
+            chunk_fn = jax.jit(chunk, donate_argnums=(1, 2), compiler_options=loop_options())
+        # Its own event: the chunk's tracing, after it, is what the background imports wait for.
+        init_fn = cached_jit(init, "pool-init", key, compiler_options=RUN_ONCE,
+                             signal=threading.Event())  # fmt: skip
+        return init_fn, chunk_fn
+
+    def _program_key(self) -> dict[str, Any]:
+        """Everything the chunk program closes over that its arguments' types do not show."""
+        import envpool
+
+        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in NOT_IN_PROGRAM}
+        return {"config": settings, "spec": repr(self.spec), "hyper": self.hyper,
+                "envpool": getattr(envpool, "__version__", "?"),
+                "pool": [self.gate, self.pre_gate, self.precheck_episodes, self.eval_envs,
+                         self.carry_steps, self.batch_size, self.total]}  # fmt: skip
 
     def run(self, resume: Checkpoint | None = None) -> Iterator[Event]:
         cfg, spec, agent = self.cfg, self.spec, self.agent
@@ -323,11 +349,12 @@ class PoolTrainer:
         pool = pools.make_pool(spec, k * cfg.num_envs, train_seed)
         eval_pool = pools.make_pool(spec, k * self.eval_envs, eval_seed)
         pre_pool = pools.make_pool(spec, k * self.precheck_episodes, pre_seed)
-        handle, _, _, step_fn = pool.xla()
-        eval_handle, _, _, eval_step_fn = eval_pool.xla()
-        pre_handle, _, _, pre_step_fn = pre_pool.xla()
+        handle, _, _, step_fn = route.xla(pool)
+        eval_handle, _, _, eval_step_fn = route.xla(eval_pool)
+        pre_handle, _, _, pre_step_fn = route.xla(pre_pool)
         handles = (handle, eval_handle, pre_handle)
-        init, chunk_fn = self._program(step_fn, eval_step_fn, pre_step_fn)
+        routed = all(h.shape == (route.ROUTE_BYTES,) for h in handles)
+        init, chunk_fn = self._program(step_fn, eval_step_fn, pre_step_fn, routed)
         state = init(keys)
         if resume is not None:
             state = restore_state(state, resume.state)
@@ -351,7 +378,9 @@ class PoolTrainer:
                 # NumPy arguments: jnp.asarray would compile a small program for each at the start.
                 args = (handles, state, carry, np.asarray(eval_obs, np.float32),
                         np.asarray(pre_obs, np.float32), np.asarray(force), frozen())  # fmt: skip
-                if program is None:  # traced and lowered here, so that XLA compiles it GIL-free
+                if program is None and isinstance(chunk_fn, CachedJit) and export_dir():
+                    program = chunk_fn  # loaded from, or exported to, the cache at its first call
+                elif program is None:  # traced and lowered here, so that XLA compiles it GIL-free
                     lowered = chunk_fn.lower(*args)
                     self.tracing_done.set()
                     program = lowered.compile()
