@@ -316,17 +316,24 @@ def test_lunarlander_continuous_steps_like_gymnasiums():
 
 @needs_envpool
 def test_pools_load_only_their_families_and_envpool_stays_whole_for_users():
-    # A fresh interpreter: make_pool must not run envpool's __init__ (which loads every family,
-    # Atari and Jumanji with matplotlib among them), yet a later `import envpool` is the whole
-    # package, every family registered.
+    # A fresh interpreter: make_pool and the envpool trainer must not run envpool's __init__
+    # (which loads every family, Atari and Jumanji with matplotlib among them), yet a later
+    # `import envpool` is the whole package, every family registered.
     import subprocess
     import sys
 
     code = """
-import sys
+import sys, tempfile
 from reinforce_jax.envs import env_spec, envpool as pools
 pool = pools.make_pool(env_spec("LunarLander-v3"), 2, 0)
 print(pool.reset()[0].shape)
+# The envpool trainer too, its chunk program kept in the export cache.
+from reinforce_jax.config import make_config
+from reinforce_jax.trainers import build_trainer, export_cache
+export_cache.set_directory(tempfile.mkdtemp())
+cfg = make_config("CartPole-v1", overrides=dict(trainer="envpool", num_envs=2, rollout_steps=10,
+                  eval_every=1, eval_episodes=2, total_steps=20, hidden_sizes=(4,)))
+events = list(build_trainer(cfg, env_spec("CartPole-v1")).run())
 print(sorted(m for m in ("envpool.atari", "envpool.jumanji", "envpool.mujoco") if m in sys.modules))
 import envpool
 print("Pong-v5" in envpool.list_all_envs(), envpool.make is envpool.registration.make)

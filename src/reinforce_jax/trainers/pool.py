@@ -326,11 +326,11 @@ class PoolTrainer:
 
     def _program_key(self) -> dict[str, Any]:
         """Everything the chunk program closes over that its arguments' types do not show."""
-        import envpool
+        from importlib.metadata import version  # not envpool.__version__: its whole __init__
 
         settings = {k: v for k, v in self.cfg.to_dict().items() if k not in NOT_IN_PROGRAM}
         return {"config": settings, "spec": repr(self.spec), "hyper": self.hyper,
-                "envpool": getattr(envpool, "__version__", "?"),
+                "envpool": version("envpool"),
                 "pool": [self.gate, self.pre_gate, self.precheck_episodes, self.eval_envs,
                          self.carry_steps, self.batch_size, self.total]}  # fmt: skip
 
