@@ -21,6 +21,7 @@ non-CPU backend, ``REINFORCE_JAX_NATIVE=off``) :func:`xla` is envpool's own and
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -44,8 +45,10 @@ def _native_dir() -> Path:
     """Where the handler is built: beside JAX's cache (``REINFORCE_JAX_CACHE``, as the CLI uses
     it) or in the user's cache directory; a fresh temporary directory when the cache is off."""
     where = os.environ.get("REINFORCE_JAX_CACHE")
-    if where == "off":
-        return Path(tempfile.mkdtemp(prefix="reinforce-jax-native-"))
+    if where == "off":  # removed at exit (a loaded library needs no file)
+        path = tempfile.mkdtemp(prefix="reinforce-jax-native-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        return Path(path)
     if where:
         return Path(where) / "native"
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
