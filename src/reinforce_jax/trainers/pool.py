@@ -319,7 +319,7 @@ class PoolTrainer:
                                   signal=self.tracing_done)  # fmt: skip
         else:
             chunk_fn = jax.jit(chunk, donate_argnums=(1, 2), compiler_options=loop_options())
-        # Its own event: the chunk's tracing, after it, is what the background imports wait for.
+        # An event of its own: the background imports wait for the chunk's tracing, which follows.
         init_fn = cached_jit(init, "pool-init", key, compiler_options=RUN_ONCE,
                              signal=threading.Event())  # fmt: skip
         return init_fn, chunk_fn
