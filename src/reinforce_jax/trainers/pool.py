@@ -91,7 +91,7 @@ from reinforce_jax.trainers.events import (
     restore_state,
     row_key,
 )
-from reinforce_jax.trainers.export_cache import NOT_IN_PROGRAM, CachedJit, cached_jit
+from reinforce_jax.trainers.export_cache import CachedJit, cached_jit, program_key
 from reinforce_jax.trainers.export_cache import directory as export_dir
 
 # Settings a sweep may give each row as a value (the learner's; gamma is structural here).
@@ -328,8 +328,7 @@ class PoolTrainer:
         """Everything the chunk program closes over that its arguments' types do not show."""
         from importlib.metadata import version  # not envpool.__version__: its whole __init__
 
-        settings = {k: v for k, v in self.cfg.to_dict().items() if k not in NOT_IN_PROGRAM}
-        return {"config": settings, "spec": repr(self.spec), "hyper": self.hyper,
+        return {**program_key(self.cfg, self.spec), "spec": repr(self.spec), "hyper": self.hyper,
                 "envpool": version("envpool"),
                 "pool": [self.gate, self.pre_gate, self.precheck_episodes, self.eval_envs,
                          self.carry_steps, self.batch_size, self.total]}  # fmt: skip
