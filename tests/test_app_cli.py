@@ -373,6 +373,7 @@ def test_mountain_car_says_no_episode_reached_the_goal(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "compiled trainer" in out and "compiling the training program" in out
     assert "hint: no episode ever ended before the 200-step time limit" in out
+    assert "every return was the same (-200)" in out
 
 
 def test_discrete_observations_are_one_hot_and_env_args_are_saved(tmp_path, capsys):

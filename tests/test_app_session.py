@@ -247,3 +247,15 @@ def test_the_compiled_trainer_signals_its_tracing_done_to_the_preload():
 
     trainer = build_trainer(make_config("CartPole-v1"), env_spec("CartPole-v1"))
     assert trainer.tracing_done is export_cache.COMPILING
+
+
+def test_the_sparse_reward_hint_needs_returns_that_were_all_the_same():
+    hint = session.sparse_reward_hint
+    # MountainCar-v0 never reaching the goal: -1 a step, every return -200.
+    assert "every return was the same (-200)" in hint(200, False, False, (-200.0, -200.0))
+    # Pendulum-v1 runs every episode to its limit, but its returns differ: something to learn.
+    assert hint(200, False, False, (-1450.2, -890.6)) is None
+    assert hint(200, True, False, (-200.0, -200.0)) is None  # an episode ended early
+    assert hint(200, False, True, (-200.0, -200.0)) is None  # a seed solved
+    assert hint(None, False, False, (-200.0, -200.0)) is None  # no time limit
+    assert hint(200, False, False, (float("inf"), float("-inf"))) is None  # no episode ended

@@ -352,6 +352,7 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
     latest: tuple[Checkpoint, dict[str, Any]] | None = None  # newest checkpoint and its counts
     latest_params: Any = None  # the parameters of the newest evaluation (leading seed axis)
     ended_early = False  # an episode ended before the time limit (goal reached, or failure)
+    returns_seen = (np.inf, -np.inf)  # the least and greatest training return (window means)
     limit = spec.max_episode_steps
 
     def save(ckpt: Checkpoint, at: dict[str, Any]) -> None:
@@ -390,6 +391,8 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
                 train_rows += len(rows)
                 finite = [r["episode_return"] for r in rows if np.isfinite(r["episode_return"])]
                 last_return = float(np.mean(finite)) if finite else last_return
+                if finite:
+                    returns_seen = (min(returns_seen[0], *finite), max(returns_seen[1], *finite))
                 ended_early = ended_early or any(
                     limit is None or r.get("episode_length", limit) < limit for r in rows
                 )
@@ -463,15 +466,30 @@ def _record(run, trainer, events, begin, cfg, spec, counts, say, out, quiet, tra
                    first_solve=first_solve, **info)  # fmt: skip
     if done.stop_reason:
         say(f"stopped: {done.stop_reason}")
-    if not ended_early and limit is not None:
-        say(f"hint: no episode ever ended before the {limit}-step time limit (no goal reached), "
-            "so every return looked alike and there was little to learn from; sparse-reward "
-            "tasks like this need exploration REINFORCE alone does not provide")  # fmt: skip
+    hint = sparse_reward_hint(limit, ended_early, info["solved_seeds"] > 0, returns_seen)
+    if hint:
+        say(hint)
     print(verdict, file=out, flush=True)
     print(f"run directory: {path} ({wall:.1f} s)\nlearning curve: {plot}\n"
           f"parameters: {params_path}\nnext: reinforce evaluate {path} · reinforce video {path} "
           f"· reinforce plot {path}", file=out, flush=True)  # fmt: skip
     return run
+
+
+def sparse_reward_hint(limit: int | None, ended_early: bool, solved: bool,
+                       returns_seen: tuple[float, float]) -> str | None:  # fmt: skip
+    """The hint for a run that never reached its goal: no episode ended before the time limit,
+    no seed solved, and every training return was the same (MountainCar's -200: a reward of -1
+    a step until a goal never reached). Not where returns differ: an unsolved Pendulum-v1 (whose
+    episodes always run to the limit) had something to learn from."""
+    low, high = returns_seen
+    if ended_early or solved or limit is None or not low <= high:
+        return None
+    if high - low > 1e-3 * max(1.0, abs(low), abs(high)):
+        return None
+    return (f"hint: no episode ever ended before the {limit}-step time limit (no goal reached), "
+            f"so every return was the same ({low:g}) and there was nothing to learn from; "
+            "sparse-reward tasks like this need exploration REINFORCE alone does not provide")  # fmt: skip
 
 
 def _save_params(run: RunDir, params: Any, num_seeds: int) -> Path:
