@@ -11,6 +11,7 @@ import threading
 
 import jax
 import numpy as np
+import pytest
 
 from helpers import train_events
 from reinforce_jax.config import make_config
@@ -95,6 +96,20 @@ def test_a_one_row_program_takes_and_gives_what_the_batched_one_does():
     assert jax.tree.leaves(shapes[0]) == jax.tree.leaves(shapes[1])
     _, metrics = single.chunk(state)
     assert metrics["eval_returns"].shape == (1, cfg.eval_episodes)
+
+
+def test_a_one_row_program_refuses_more_rows_instead_of_dropping_them():
+    # It once took the first of several rows silently. A trainer's init over all rows (a test's,
+    # say) then had its chunk prepared ahead for that shape: a compile for nothing, and JAX's
+    # "donated buffers were not usable" warning, as the outputs held one row.
+    cfg = make_config("CartPole-v1", overrides={**SMALL, "num_seeds": 2})
+    env = make_jax_env("CartPole-v1")
+    single = make_compiled_program(cfg, env, rows=1)
+    two_rows = jax.eval_shape(single.init.fun, seed_keys(cfg))
+    with pytest.raises(ValueError, match="one row a call"):
+        jax.eval_shape(single.chunk.fun, two_rows)
+    one_row = jax.tree.map(lambda a: jax.ShapeDtypeStruct((1, *a.shape[1:]), a.dtype), two_rows)
+    assert jax.tree.leaves(jax.eval_shape(single.chunk.fun, one_row)[0]) == jax.tree.leaves(one_row)
 
 
 def test_training_improves_cartpole():

@@ -158,7 +158,14 @@ def make_compiled_program(
         """``f`` over a leading axis of rows: ``vmap``, or for one row a plain call on it."""
         if batched:
             return jax.vmap(f)
-        return lambda *a: jax.tree.map(lambda x: x[None], f(*jax.tree.map(lambda x: x[0], a)))
+
+        def one_row(*a: Any) -> Any:
+            # A program made for one row must not take more and silently drop the others.
+            if {x.shape[0] for x in jax.tree.leaves(a)} != {1}:
+                raise ValueError("this chunk program trains one row a call (rows=1)")
+            return jax.tree.map(lambda x: x[None], f(*jax.tree.map(lambda x: x[0], a)))
+
+        return one_row
 
     def chunk_whole(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
         def one(state: RunnerState) -> tuple[RunnerState, dict[str, Any]]:
