@@ -259,3 +259,12 @@ def test_the_sparse_reward_hint_needs_returns_that_were_all_the_same():
     assert hint(200, False, True, (-200.0, -200.0)) is None  # a seed solved
     assert hint(None, False, False, (-200.0, -200.0)) is None  # no time limit
     assert hint(200, False, False, (float("inf"), float("-inf"))) is None  # no episode ended
+
+
+def test_the_console_line_says_when_no_training_episode_has_ended_yet():
+    row = {"update": 1, "env_steps": 8000, "eval_mean": 0.5, "eval_std": 0.1, "eval_episodes": 5,
+           "solved": False, "wall_time": 5.0}  # fmt: skip
+    line = session._batched_line([row], float("nan"), 0, "Greedy", 1)
+    assert "Training return (sampled): - (no episode ended yet)" in line and "nan" not in line
+    line = session._batched_line([row], -12.34, 0, "Greedy", 1)
+    assert "Training return (sampled): -12.3\t" in line

@@ -189,6 +189,29 @@ def test_inverted_pendulum_through_mujoco(tmp_path):
                  *SMALL]) == 0  # fmt: skip
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="mujoco not installed")
+def test_mujoco_warnings_neither_print_nor_write_a_log_file(tmp_path, monkeypatch, capfd):
+    # MuJoCo 3.x warns about HalfCheetah's deprecated 'settotalmass' for every environment made,
+    # on stdout and into ./MUJOCO_LOG.TXT; they go to Python's warnings (ignored in gym.make).
+    import mujoco
+
+    from reinforce_jax.envs.registry import make_gym_env
+
+    monkeypatch.chdir(tmp_path)
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(None)  # as in a new process
+    try:
+        for _ in range(2):
+            make_gym_env("HalfCheetah-v5").close()
+        captured = capfd.readouterr()
+        assert "settotalmass" not in captured.out + captured.err
+        assert list(tmp_path.iterdir()) == []
+        with pytest.warns(UserWarning, match="MuJoCo: the simulation is unstable"):
+            mujoco.get_mju_user_warning()("the simulation is unstable")
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
 def test_shipped_pendulum_policy_swings_up():
     from reinforce_jax.policies import evaluate_policy, load_pretrained
 

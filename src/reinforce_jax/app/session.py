@@ -47,8 +47,10 @@ def _batched_line(rows: list[dict[str, Any]], last_return: float, solved_so_far:
     means = np.array([r["eval_mean"] for r in rows])
     passing = sum(r["solved"] for r in rows)
     r = rows[0]
+    # NaN until a training episode ends (HalfCheetah's 1,000 steps outlast a first update).
+    sampled = f"{last_return:.1f}" if np.isfinite(last_return) else "- (no episode ended yet)"
     head = (f"Update: {r['update']}\tEnv steps: {r['env_steps']}\t"
-            f"Training return (sampled): {last_return:.1f}\t")  # fmt: skip
+            f"Training return (sampled): {sampled}\t")  # fmt: skip
     played = sorted({x["eval_episodes"] for x in rows})  # fewer where a pre-check stopped it
     what = f"{policy} evaluation ({' or '.join(map(str, played))} episodes)"
     if seeds == 1:

@@ -8,6 +8,7 @@ environments a host trainer can step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from collections.abc import Callable
@@ -109,6 +110,7 @@ def make_gym_env(env_id: str, **kwargs: Any) -> Any:
         resolve_env_id(env_id)  # raises for ids we refuse
         raise EnvError(f"{env_id!r} is not a registered id; use {resolve_env_id(env_id)[0]!r}")
 
+    _route_mujoco_warnings(gym.envs.registry[env_id].entry_point)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -125,6 +127,28 @@ def make_gym_env(env_id: str, **kwargs: Any) -> Any:
     if isinstance(env.action_space, gym.spaces.Box):
         env = _clip_actions(env)
     return env
+
+
+def _route_mujoco_warnings(entry_point: Any) -> None:
+    """MuJoCo prints each of its warnings and appends it to ``MUJOCO_LOG.TXT`` in the working
+    directory. MuJoCo 3.x warns about an attribute gymnasium's models still use (``settotalmass``,
+    HalfCheetah's) once per environment made: some 20 lines a run, and a file in the user's
+    directory. Its warnings go to Python's instead: those of ``gym.make`` are ignored, as
+    gymnasium's own are; later ones (an unstable simulation) show as Python shows warnings.
+    A handler the user has set is kept."""
+    if "mujoco" not in str(entry_point):
+        return
+    try:
+        import mujoco
+    except ImportError:
+        return  # gym.make says what is missing
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def _mujoco_warning(message: str) -> None:
+    with contextlib.suppress(Exception):  # nothing may raise into MuJoCo's C code
+        warnings.warn(f"MuJoCo: {message}", UserWarning, stacklevel=2)
 
 
 def _clip_actions(env: Any) -> Any:
