@@ -42,6 +42,7 @@ def test_help_lists_train():
     "args, needle",
     [
         (["--env", "NoSuchEnv-v9"], "NoSuchEnv-v9"),
+        (["--env", "Blackjack-v1"], "supports Box and Discrete (one-hot encoded) observations"),
         (["--env", "Pendulum-v1", "--set", "action_bounds=tanh"], "action_bounds"),
         (["--set", "gamma=1.5"], "gamma"),
         (["--set", "gamma=0"], "gamma"),

@@ -221,7 +221,7 @@ def gym_env_spec(env_id: str, env_args: dict[str, Any] | None = None) -> EnvSpec
         if not isinstance(env.observation_space, gym.spaces.Box):
             raise EnvError(
                 f"{env_id} has a {type(env.observation_space).__name__} observation space; "
-                "reinforce-jax supports Box observations only"
+                "reinforce-jax supports Box and Discrete (one-hot encoded) observations only"
             )
         spec = env.spec
         return EnvSpec(
