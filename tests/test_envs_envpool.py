@@ -341,3 +341,31 @@ print("Pong-v5" in envpool.list_all_envs(), envpool.make is envpool.registration
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:3] == ["(2, 8)", "[]", "True True"]
+
+
+@needs_envpool
+@pytest.mark.parametrize("installed", ["1.2.7", "1.2.6", "1.3.0", "1.2.4"])
+def test_an_untested_envpool_release_is_refused_or_left_for_the_host_trainer(
+    monkeypatch, installed
+):
+    # envpool 1.2.6+ (Python 3.12+ wheels only) builds XLA handlers that jaxlib 0.10 refuses to
+    # register: pip picked 1.2.7 for a Python 3.12 install before the pin.
+    from reinforce_jax.config import make_config
+    from reinforce_jax.trainers import pool
+
+    monkeypatch.setattr(pools, "installed_version", lambda: installed)
+    spec = env_spec("LunarLander-v3")
+    why = pools.unavailable()
+    assert f"envpool {installed} is installed" in why and "pip install 'envpool==1.2.5'" in why
+    assert not pools.available()
+    with pytest.raises(ConfigError, match=f"envpool {installed} is installed"):
+        pools.check(spec)
+    trainer = pool.build(make_config("LunarLander-v3"), spec)  # the default: auto
+    assert trainer.name == "host" and trainer.startup_note == pools.fallback_notice(why)
+
+
+@needs_envpool
+def test_the_tested_envpool_release_is_available(monkeypatch):
+    for installed in ("1.2.5", "1.2.5+local"):
+        monkeypatch.setattr(pools, "installed_version", lambda v=installed: v)
+        assert pools.unavailable() is None

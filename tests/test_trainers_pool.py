@@ -32,8 +32,11 @@ def test_auto_and_the_defaults_train_lunarlander_on_envpool_with_td_lambda():
     assert resolve_trainer(cfg, env_spec("LunarLander-v3", {"enable_wind": True})) == "host"
 
 
+NOT_INSTALLED = "envpool is not installed (it has wheels for Linux x86-64 only)"
+
+
 def test_without_envpool_the_envpool_trainer_falls_back_to_host_with_a_notice(monkeypatch):
-    monkeypatch.setattr(pools, "available", lambda: False)
+    monkeypatch.setattr(pools, "unavailable", lambda: NOT_INSTALLED)
     cfg = make_config("LunarLander-v3", overrides={"trainer": "envpool"})
     trainer = build_trainer(cfg, env_spec("LunarLander-v3"))
     assert trainer.name == "host"
@@ -48,7 +51,7 @@ def test_auto_and_the_defaults_train_lunarlander_continuous_on_envpool_else_host
     assert make_config("LunarLanderContinuous-v3").trainer == "envpool"
     windy = env_spec("LunarLanderContinuous-v3", {"enable_wind": True})  # no envpool twin
     assert resolve_trainer(auto, windy) == "host"
-    monkeypatch.setattr(pools, "available", lambda: False)
+    monkeypatch.setattr(pools, "unavailable", lambda: NOT_INSTALLED)
     for cfg in (auto, make_config("LunarLanderContinuous-v3")):
         trainer = build_trainer(cfg, spec)
         assert trainer.name == "host"

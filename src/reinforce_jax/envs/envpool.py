@@ -37,15 +37,38 @@ ENVPOOL_ENVS = (
 # trainer's (README, "envpool" and "Continuous actions").
 AUTO_ENVS = ("LunarLander-v3", "LunarLanderContinuous-v3")
 
-UNAVAILABLE = (
-    "notice: envpool is not installed (it has wheels for Linux x86-64 only); "
-    "training on the host trainer (gymnasium), which is slower"
-)
+# The envpool releases tested here, as pyproject's range: at least the first, below the second.
+# 1.2.6 and 1.2.7 build their XLA handlers for a newer FFI API than jaxlib 0.10 registers.
+TESTED = ((1, 2, 5), (1, 2, 6))
+
+
+def installed_version() -> str:
+    """The installed envpool's version, from its package metadata."""
+    from importlib.metadata import version  # not envpool.__version__: its whole __init__ runs
+
+    return version("envpool")
+
+
+def unavailable() -> str | None:
+    """Why envpool cannot serve a trainer here, or None; found without importing it."""
+    if importlib.util.find_spec("envpool") is None:
+        return "envpool is not installed (it has wheels for Linux x86-64 only)"
+    installed = installed_version()
+    release = tuple(int(p) for p in installed.split("+")[0].split(".")[:3] if p.isdigit())
+    if not TESTED[0] <= release < TESTED[1]:
+        return (f"envpool {installed} is installed, but reinforce-jax runs envpool 1.2.5 (later "
+                "releases build XLA handlers this jaxlib cannot load): pip install 'envpool==1.2.5'")  # fmt: skip
+    return None
 
 
 def available() -> bool:
-    """Whether envpool can be imported here (without importing it)."""
-    return importlib.util.find_spec("envpool") is not None
+    """Whether envpool can serve a trainer here: installed, in the tested releases."""
+    return unavailable() is None
+
+
+def fallback_notice(why: str) -> str:
+    """The start-up line of a run that falls back from envpool to the host trainer."""
+    return f"notice: {why}; training on the host trainer (gymnasium), which is slower"
 
 
 def has_pool(spec: EnvSpec) -> bool:
@@ -107,8 +130,8 @@ def check(spec: EnvSpec) -> None:
             f"{spec.env_id} has no envpool version here (available: {', '.join(ENVPOOL_ENVS)}); "
             "the host trainer can run it"
         )
-    if not available():
-        raise ConfigError("envpool is not installed (pip install envpool; Linux x86-64 only)")
+    if (why := unavailable()) is not None:
+        raise ConfigError(why)
 
 
 def _action_space(space: Any) -> Discrete | Box:

@@ -326,10 +326,8 @@ class PoolTrainer:
 
     def _program_key(self) -> dict[str, Any]:
         """Everything the chunk program closes over that its arguments' types do not show."""
-        from importlib.metadata import version  # not envpool.__version__: its whole __init__
-
         return {**program_key(self.cfg, self.spec), "spec": repr(self.spec), "hyper": self.hyper,
-                "envpool": version("envpool"),
+                "envpool": pools.installed_version(),
                 "pool": [self.gate, self.pre_gate, self.precheck_episodes, self.eval_envs,
                          self.carry_steps, self.batch_size, self.total]}  # fmt: skip
 
@@ -428,10 +426,10 @@ class PoolTrainer:
 
 def build(cfg: Config, spec: EnvSpec) -> Any:
     """The envpool trainer; where envpool is not installed, the host trainer with a notice."""
-    if not pools.available() and pools.has_pool(spec):
+    if (why := pools.unavailable()) is not None and pools.has_pool(spec):
         from reinforce_jax.trainers import host
 
         trainer = host.build(cfg.replace(trainer="host"), spec)
-        trainer.startup_note = pools.UNAVAILABLE
+        trainer.startup_note = pools.fallback_notice(why)
         return trainer
     return PoolTrainer(cfg, spec)
