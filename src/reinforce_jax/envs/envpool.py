@@ -56,8 +56,9 @@ def unavailable() -> str | None:
     installed = installed_version()
     release = tuple(int(p) for p in installed.split("+")[0].split(".")[:3] if p.isdigit())
     if not TESTED[0] <= release < TESTED[1]:
-        return (f"envpool {installed} is installed, but reinforce-jax runs envpool 1.2.5 (later "
-                "releases build XLA handlers this jaxlib cannot load): pip install 'envpool==1.2.5'")  # fmt: skip
+        tested = ".".join(map(str, TESTED[0]))
+        return (f"envpool {installed} is installed, but reinforce-jax runs envpool {tested} (later "
+                f"releases build XLA handlers this jaxlib cannot load): pip install 'envpool=={tested}'")  # fmt: skip
     return None
 
 

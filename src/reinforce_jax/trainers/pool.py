@@ -425,7 +425,8 @@ class PoolTrainer:
 
 
 def build(cfg: Config, spec: EnvSpec) -> Any:
-    """The envpool trainer; where envpool is not installed, the host trainer with a notice."""
+    """The envpool trainer; where envpool is not installed (or not a tested release), the host
+    trainer with a notice."""
     if (why := pools.unavailable()) is not None and pools.has_pool(spec):
         from reinforce_jax.trainers import host
 
